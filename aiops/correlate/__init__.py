@@ -1,0 +1,1 @@
+"""Correlate: anomaly episodes → incidents with ranked root causes."""

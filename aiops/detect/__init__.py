@@ -1,0 +1,1 @@
+"""Detect: vectorized per-series online detectors and anomaly episodes."""

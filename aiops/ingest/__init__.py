@@ -1,0 +1,1 @@
+"""Ingest: sources → decoders → validation → columnar batches; refused records → dead letter."""

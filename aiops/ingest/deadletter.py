@@ -1,0 +1,68 @@
+"""Where refused records go: a JSONL file in replay, a Kafka topic in service mode."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiops.ingest.records import Reject
+
+
+class DeadLetterSink(Protocol):
+    def write(self, rejects: list[Reject]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FileDeadLetter:
+    """One JSON line per reject: ``{"source", "offset_or_line", "reason", "raw", "raw_encoding"}``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("a", encoding="utf-8")
+
+    def write(self, rejects: list[Reject]) -> None:
+        for r in rejects:
+            self._fh.write(r.to_json() + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class MemoryDeadLetter:
+    """Keeps rejects in a list: for the demo and for tests of the logic around sinks."""
+
+    def __init__(self) -> None:
+        self.rejects: list[Reject] = []
+
+    def write(self, rejects: list[Reject]) -> None:
+        self.rejects.extend(rejects)
+
+    def close(self) -> None:
+        pass
+
+
+class KafkaDeadLetter:
+    """Produces each reject to a topic (default ``aiops.deadletter``), keyed by its source."""
+
+    def __init__(self, producer: Any, topic: str = "aiops.deadletter") -> None:
+        self.producer = producer
+        self.topic = topic
+
+    def write(self, rejects: list[Reject]) -> None:
+        for r in rejects:
+            self.producer.send(self.topic, key=r.source.encode(), value=r.to_json().encode())
+        if rejects:
+            self.producer.flush()
+
+    def close(self) -> None:
+        self.producer.flush()
+
+
+def read_dead_letters(path: str | Path) -> list[dict[str, Any]]:
+    """Parse a dead-letter file back; the inverse of :class:`FileDeadLetter`."""
+    with Path(path).open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]

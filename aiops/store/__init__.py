@@ -1,0 +1,1 @@
+"""Store: SQLite persistence for incidents, anomalies and pipeline checkpoints."""
