@@ -50,6 +50,15 @@ class Stats:
     incident_ids: set[str] = field(default_factory=set)
     reasons: Counter[str] = field(default_factory=Counter)
 
+    def state(self) -> dict[str, Any]:
+        counts = {k: v for k, v in vars(self).items() if isinstance(v, int)}
+        return {**counts, "incident_ids": sorted(self.incident_ids), "reasons": dict(self.reasons)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Stats:
+        counts = {k: int(v) for k, v in state.items() if k not in ("incident_ids", "reasons")}
+        return cls(**counts, incident_ids=set(state["incident_ids"]), reasons=Counter(state["reasons"]))
+
     def summary(self) -> dict[str, Any]:
         return {
             "messages": self.messages, "points": self.points, "logs": self.logs, "spans": self.spans,
@@ -89,7 +98,7 @@ class Pipeline:
     def process(self, messages: Iterable[Message]) -> None:
         """Run one batch of messages through every stage."""
         metrics: list[MetricBatch] = []
-        histograms, logs, spans, changes, rejects = [], [], [], [], []
+        histograms, logs, spans, changes, rejects, late = [], [], [], [], [], []
         for msg in messages:
             self.stats.messages += 1
             d = self.validator.validate(decode(msg), msg.source, msg.offset)
@@ -100,32 +109,28 @@ class Pipeline:
             changes.extend(d.changes)
             rejects.extend(d.rejects)
             self.stats.no_value_points += d.no_value_points
-            for s in d.spans:
-                self.validator.advance(s.end_ts)
-            for r in d.logs:
-                self.validator.advance(r.ts)
+            if d.spans:
+                self.span_metrics.add(d.spans, msg.source, msg.offset, late)
+            if d.logs:
+                self.log_metrics.add(d.logs, msg.source, msg.offset, late)
         raw = MetricBatch.concat(metrics)
         self.stats.points += len(raw) + len(histograms)
         self.stats.logs += len(logs)
         self.stats.spans += len(spans)
         self.stats.changes += len(changes)
-        rejects += [Reject("spans", 0, "late span: its window already closed", row_json(s)) for s in self.span_metrics.add(spans)]
-        rejects += [Reject("logs", 0, "late log record: its window already closed", row_json(r)) for r in self.log_metrics.add(logs)]
         self.changes.add(changes)
-        self._reject(rejects)
+        self._reject(rejects + late)
         watermark = self.validator.watermark
         self._detect(MetricBatch.concat([
             self.deriver.derive(raw, histograms),
-            self.span_metrics.flush(watermark),
-            self.log_metrics.flush(watermark),
+            self.span_metrics.flush(),
+            self.log_metrics.flush(),
         ]))  # fmt: skip
         self._publish(self.incidents.tick(watermark))
 
     def flush(self) -> None:
         """End of stream: close every window so its series are scored too."""
-        watermark = self.validator.watermark
-        self._detect(MetricBatch.concat([self.span_metrics.flush(watermark, final=True),
-                                         self.log_metrics.flush(watermark, final=True)]))  # fmt: skip
+        self._detect(MetricBatch.concat([self.span_metrics.flush(final=True), self.log_metrics.flush(final=True)]))
 
     def _reject(self, rejects: list[Reject]) -> None:
         if rejects:
@@ -168,6 +173,7 @@ class Pipeline:
             "changes": self.changes.state(),
             "incidents": self.incidents.state(),
             "bank_params": self.bank.params(),
+            "stats": self.stats.state(),
         }
         arrays = {f"bank.{k}": v for k, v in self.bank.state().items()}
         arrays |= {f"episodes.{k}": v for k, v in self.episodes.state().items()}
@@ -192,6 +198,7 @@ class Pipeline:
         self.series.load_state(meta["series"])
         self.changes.load_state(meta["changes"])
         self.incidents.load_state(meta["incidents"])
+        self.stats = Stats.from_state(meta["stats"])
         self.bank.load_state({k[5:]: v for k, v in arrays.items() if k.startswith("bank.")})
         self.episodes.load_state({k[9:]: v for k, v in arrays.items() if k.startswith("episodes.")})
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from aiops.ingest.records import LogRecord, MetricBatch, MetricColumns, PointKind, Span, series_key
+from aiops.ingest.records import LogRecord, MetricBatch, MetricColumns, PointKind, Reject, Span, row_json, series_key
 
 SERVER, CLIENT = 2, 3
 SEVERITY_CLASSES = (("ERROR", 17), ("WARN", 13), ("INFO", 0))  # lowest severity number per class
@@ -33,12 +33,19 @@ def callee_of(span: Span) -> str | None:
 
 
 class _Windows:
-    """Tumbling event-time windows keyed by (window start, group key)."""
+    """Tumbling event-time windows keyed by (window start, group key).
 
-    def __init__(self, width_s: float, grace_s: float) -> None:
+    Each source (Kafka partition, file) has its own watermark and a window closes when the
+    slowest live source has passed it, so a partition consumed later than another is not late.
+    A source silent for ``idle_s`` of event time stops holding windows open.
+    """
+
+    def __init__(self, width_s: float, grace_s: float, idle_s: float = 300.0) -> None:
         self.width = int(width_s * 1e9)
         self.grace = int(grace_s * 1e9)
+        self.idle = int(idle_s * 1e9)
         self.closed_before = 0  # windows starting before this are flushed
+        self.source_wm: dict[str, int] = {}
         self.open: dict[int, dict[Any, list[Any]]] = defaultdict(lambda: defaultdict(list))
 
     def add(self, ts: int, group: Any, item: Any) -> bool:
@@ -48,7 +55,13 @@ class _Windows:
         self.open[start][group].append(item)
         return True
 
-    def due(self, watermark: int, final: bool) -> list[tuple[int, dict[Any, list[Any]]]]:
+    def seen(self, source: str, ts: int) -> None:
+        if ts > self.source_wm.get(source, 0):
+            self.source_wm[source] = ts
+
+    def due(self, final: bool) -> list[tuple[int, dict[Any, list[Any]]]]:
+        newest = max(self.source_wm.values(), default=0)
+        watermark = min((w for w in self.source_wm.values() if w >= newest - self.idle), default=0)
         ready = sorted(s for s in self.open if final or s + self.width + self.grace <= watermark)
         if ready:
             self.closed_before = max(self.closed_before, ready[-1] + self.width)
@@ -57,12 +70,14 @@ class _Windows:
     def state(self) -> dict[str, Any]:
         return {
             "closed_before": self.closed_before,
+            "source_wm": self.source_wm,
             "open": [[s, [[list(g) if isinstance(g, tuple) else g, items] for g, items in groups.items()]]
                      for s, groups in self.open.items()],
         }  # fmt: skip
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.closed_before = int(state["closed_before"])
+        self.source_wm = {k: int(v) for k, v in state["source_wm"].items()}
         self.open.clear()
         for s, groups in state["open"]:
             for g, items in groups:
@@ -75,10 +90,10 @@ class SpanMetrics:
     def __init__(self, width_s: float = 30.0, grace_s: float = 30.0) -> None:
         self.windows = _Windows(width_s, grace_s)
 
-    def add(self, spans: list[Span]) -> list[Span]:
-        """Take spans in; return the late ones, which the caller must refuse."""
-        late = []
+    def add(self, spans: list[Span], source: str, offset: int, late: list[Reject]) -> None:
+        """Take spans in; a span for an already closed window goes to ``late`` as a reject."""
         for s in spans:
+            self.windows.seen(source, s.end_ts)
             if s.kind == SERVER:
                 group: tuple[str, ...] = (s.service, "server", "")
             elif s.kind == CLIENT and (callee := callee_of(s)):
@@ -86,13 +101,12 @@ class SpanMetrics:
             else:
                 continue
             if not self.windows.add(s.end_ts, group, (s.duration_s, s.error)):
-                late.append(s)
-        return late
+                late.append(Reject(source, offset, "late span: its window already closed", row_json(s)))
 
-    def flush(self, watermark: int, final: bool = False) -> MetricBatch:
+    def flush(self, final: bool = False) -> MetricBatch:
         cols = MetricColumns()
         width_s = self.windows.width / 1e9
-        for start, groups in self.windows.due(watermark, final):
+        for start, groups in self.windows.due(final):
             ts = start + self.windows.width
             for (service, side, callee), items in groups.items():
                 d = np.fromiter((x[0] for x in items), dtype=np.float64, count=len(items))
@@ -119,19 +133,18 @@ class LogMetrics:
         self.windows = _Windows(width_s, grace_s)
         self.services: set[str] = set()
 
-    def add(self, logs: list[LogRecord]) -> list[LogRecord]:
-        late = []
+    def add(self, logs: list[LogRecord], source: str, offset: int, late: list[Reject]) -> None:
         for r in logs:
+            self.windows.seen(source, r.ts)
             self.services.add(r.service)
             cls = next(name for name, floor in SEVERITY_CLASSES if r.severity_number >= floor)
             if not self.windows.add(r.ts, r.service, cls):
-                late.append(r)
-        return late
+                late.append(Reject(source, offset, "late log record: its window already closed", row_json(r)))
 
-    def flush(self, watermark: int, final: bool = False) -> MetricBatch:
+    def flush(self, final: bool = False) -> MetricBatch:
         cols = MetricColumns()
         width_s = self.windows.width / 1e9
-        for start, groups in self.windows.due(watermark, final):
+        for start, groups in self.windows.due(final):
             ts = start + self.windows.width
             for service in sorted(self.services):
                 classes = groups.get(service, [])

@@ -38,15 +38,19 @@ class Validator:
     def __init__(self, policy: ValidationPolicy | None = None, now_ns: Callable[[], int] = time.time_ns) -> None:
         self.policy = policy or ValidationPolicy()
         self.now_ns = now_ns
-        self.watermark = 0  # max accepted event time, ns
+        self.watermark = 0  # max accepted event time over all sources, ns
+        self._source_wm: dict[str, int] = {}  # per source (Kafka partition, file): max accepted time
         self._last_ts: dict[str, int] = {}  # per raw series key: last accepted timestamp
 
     def validate(self, decoded: Decoded, source: str, offset: int) -> Decoded:
         """Return ``decoded`` with bad points moved into ``rejects``."""
-        lo = max(MIN_TS_NS, self.watermark - int(self.policy.max_lateness_s * 1e9))
+        # Lateness is judged per source: partitions consumed unevenly are not late, only disordered ones.
+        lo = max(MIN_TS_NS, self._source_wm.get(source, 0) - int(self.policy.max_lateness_s * 1e9))
         hi = self.now_ns() + int(self.policy.max_future_s * 1e9)
         decoded.metrics = self._metrics(decoded.metrics, lo, hi, decoded.rejects, source, offset)
         decoded.histograms = [h for h in decoded.histograms if self._histogram(h, lo, hi, decoded.rejects, source, offset)]
+        newest = int(decoded.metrics.ts.max()) if len(decoded.metrics) else 0
+        newest = max([newest] + [h.ts for h in decoded.histograms])
         for name in ("logs", "spans", "changes"):
             rows = getattr(decoded, name)
             kept = []
@@ -55,9 +59,13 @@ class Validator:
                 why = _time_reason(ts, lo, hi)
                 if why is None:
                     kept.append(r)
+                    newest = max(newest, r.end_ts if name == "spans" else ts)
                 else:
                     decoded.rejects.append(Reject(source, offset, why, row_json(r)))
             setattr(decoded, name, kept)
+        if newest > self._source_wm.get(source, 0):
+            self._source_wm[source] = newest
+            self.watermark = max(self.watermark, newest)
         return decoded
 
     def _metrics(self, batch: MetricBatch, lo: int, hi: int, rejects: list[Reject], source: str, offset: int) -> MetricBatch:
@@ -80,8 +88,6 @@ class Validator:
             accepted = batch
         else:
             accepted = batch.take(ok)
-        if len(accepted):
-            self.watermark = max(self.watermark, int(accepted.ts.max()))
         return accepted
 
     def _point_reason(self, batch: MetricBatch, i: int, lo: int, hi: int) -> str:
@@ -108,18 +114,14 @@ class Validator:
             rejects.append(Reject(source, offset, why, row_json(h)))
             return False
         self._last_ts[h.key] = h.ts
-        self.watermark = max(self.watermark, h.ts)
         return True
 
-    def advance(self, ts: int) -> None:
-        """Move the watermark with accepted logs/spans too, so windows close on every signal."""
-        self.watermark = max(self.watermark, ts)
-
     def state(self) -> dict[str, Any]:
-        return {"watermark": self.watermark, "last_ts": self._last_ts}
+        return {"watermark": self.watermark, "source_wm": self._source_wm, "last_ts": self._last_ts}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.watermark = int(state["watermark"])
+        self._source_wm = {k: int(v) for k, v in state["source_wm"].items()}
         self._last_ts = {k: int(v) for k, v in state["last_ts"].items()}
 
 

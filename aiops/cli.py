@@ -1,0 +1,204 @@
+"""The ``aiops`` command: ``demo`` (embedded simulator), ``replay`` (files), ``run`` (Kafka service)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from aiops import __version__
+from aiops.config import load_settings
+from aiops.correlate.contract import Incident
+from aiops.errors import AiopsError
+from aiops.ingest.deadletter import FileDeadLetter, MemoryDeadLetter
+from aiops.ingest.records import WIRE_FORMATS
+from aiops.ingest.replay import ReplaySource
+from aiops.pipeline import Pipeline, Stats
+
+
+def _when(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def describe(inc: Incident) -> str:
+    """One human line per incident update, for terminals."""
+    top = inc.root_causes[0] if inc.root_causes else None
+    head = f"[{_when(inc.updated_at_unix_nano)}] incident {inc.id} {inc.status.upper()} {inc.severity}"
+    body = f" services={','.join(inc.services)} anomalies={len(inc.anomalies)}"
+    if top is not None and inc.status == "open":
+        body += f"\n    root cause #1 {top.service} ({top.score:.2f}): {top.reason}"
+        if inc.suggested_playbook:
+            body += f"\n    suggested playbook: {inc.suggested_playbook}"
+    return head + body
+
+
+class _Progress:
+    """A one-line progress display on stderr, redrawn at most 5 times a second."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.last = 0.0
+
+    def show(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.enabled and (force or now - self.last >= 0.2):
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+            self.last = now
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _summary(stats: Stats, seconds: float) -> str:
+    s = stats.summary()
+    rate = (stats.points + stats.spans + stats.logs) / seconds if seconds > 0 else 0.0
+    lines = [f"{k}: {v}" for k, v in s.items()]
+    lines.append(f"points_per_s: {rate:,.0f}")
+    lines += [f"  bad records, {reason}: {n}" for reason, n in stats.reasons.most_common(10)]
+    return "\n".join(lines)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    out_path = Path(args.out) if args.out else None
+    dl_path = Path(args.dead_letter) if args.dead_letter else (out_path.parent if out_path else Path(".")) / "deadletter.jsonl"
+    source = ReplaySource(args.paths, args.format, args.batch_size)
+    out = out_path.open("w", encoding="utf-8") if out_path else sys.stdout
+    dead_letter = FileDeadLetter(dl_path)
+
+    def write(inc: Incident) -> None:
+        out.write(inc.model_dump_json() + "\n")
+
+    pipeline = Pipeline(dead_letter, write)
+    progress = _Progress()
+    t0 = time.perf_counter()
+    try:
+        for batch in source.batches():
+            pipeline.process(batch)
+            pct = 100.0 * source.read_bytes / max(source.total_bytes, 1)
+            st = pipeline.stats
+            progress.show(f"replay {pct:5.1f}%  records {st.messages:,}  bad {st.rejects:,}  "
+                          f"anomalies {st.anomalies:,}  incidents {len(st.incident_ids):,}")  # fmt: skip
+        pipeline.flush()
+    finally:
+        progress.done()
+        dead_letter.close()
+        if out is not sys.stdout:
+            out.close()
+    print(_summary(pipeline.stats, time.perf_counter() - t0), file=sys.stderr)
+    print(f"dead letters: {dl_path}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from aiops.sim import default_scenario
+
+    start = time.time_ns() - int(args.history * 1e9)
+    sim = default_scenario(start_unix_nano=start, n_services=args.services, seed=args.seed)
+    dead_letter = MemoryDeadLetter()
+    progress = _Progress()
+
+    def show(inc: Incident) -> None:
+        progress.done()
+        print(describe(inc), flush=True)
+
+    pipeline = Pipeline(dead_letter, show, now_ns=lambda: sim.now_unix_nano)
+    print(f"aiops {__version__} demo: {args.services} simulated services, {args.speed:g}x real time; "
+          f"faults are injected on a schedule (Ctrl-C stops).", flush=True)  # fmt: skip
+    for f in sim.truth:
+        print(f"  scheduled fault: {f['fault']} on {f['service']} at {_when(f['onset_unix_nano'])}", flush=True)
+    stop = _stop_event()
+    t0 = time.monotonic()
+    offset = 0
+    while not stop.is_set() and (args.duration is None or time.monotonic() - t0 < args.duration):
+        step_started = time.monotonic()
+        batch = []
+        for m in sim.step():
+            offset += 1
+            batch.append(_message(m, offset))
+        pipeline.process(batch)
+        st = pipeline.stats
+        progress.show(f"sim time {_when(sim.now_unix_nano)}  records {st.messages:,}  points {st.points:,}  "
+                      f"anomalies {st.anomalies:,}  incidents {len(st.incident_ids):,}")  # fmt: skip
+        stop.wait(max(0.0, sim.step_seconds / args.speed - (time.monotonic() - step_started)))
+    progress.done()
+    print(_summary(pipeline.stats, time.monotonic() - t0))
+    return 0
+
+
+def _message(m: object, offset: int):  # type: ignore[no-untyped-def]
+    from aiops.sim.source import to_message
+
+    return to_message(m, offset)  # type: ignore[arg-type]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from aiops.service import Service
+
+    settings = load_settings(args.config, data_dir=Path(args.data_dir) if args.data_dir else None)
+    stop = _stop_event()
+    Service(settings, on_incident=lambda inc: print(inc.model_dump_json(), flush=True)).run(stop)
+    return 0
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aiops", description=__doc__)
+    p.add_argument("--version", action="version", version=f"aiops {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="run the whole pipeline on the built-in simulator (no setup)")
+    d.add_argument("--port", type=int, default=8080, help="API/dashboard port (reserved: the API lands in a later release)")
+    d.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
+    d.add_argument("--speed", type=float, default=30.0, help="simulated seconds per real second")
+    d.add_argument("--services", type=int, default=8, help="number of simulated services")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--history", type=float, default=3600.0, help="start simulated time this many seconds ago")
+    d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("replay", help="run recorded payloads through the pipeline as fast as possible")
+    r.add_argument("paths", nargs="+", help="files, or directories holding metrics.jsonl/logs.jsonl/traces.jsonl")
+    r.add_argument("--format", choices=WIRE_FORMATS, default=None, help="wire format (default: by file)")
+    r.add_argument("--out", help="incidents JSONL (default: stdout)")
+    r.add_argument("--dead-letter", help="refused records JSONL (default: deadletter.jsonl beside --out)")
+    r.add_argument("--batch-size", type=int, default=256)
+    r.set_defaults(func=cmd_replay)
+
+    u = sub.add_parser("run", help="the service: Kafka in, incidents out (settings: --config and AIOPS_*)")
+    u.add_argument("--config", help="YAML settings file")
+    u.add_argument("--data-dir", help="where SQLite, models/ and checkpoints live (AIOPS_DATA_DIR)")
+    u.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    try:
+        return int(args.func(args))
+    except AiopsError as e:
+        print(f"aiops: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""One settings object, read once: ``aiops.yaml`` (optional) overlaid by ``AIOPS_*`` variables.
+
+Unknown keys are errors, so a typo stops startup instead of silently running on defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from aiops.errors import ConfigError
+from aiops.ingest.records import Signal, WireFormat
+
+
+def _csv(v: Any) -> Any:
+    return [t.strip() for t in v.split(",") if t.strip()] if isinstance(v, str) else v
+
+
+Topics = Annotated[list[str], NoDecode]  # "a,b" in the environment
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIOPS_", extra="forbid")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_group: str = "aiops"
+    kafka_topics_metrics: Topics = Field(default_factory=lambda: ["otlp_metrics"])
+    kafka_topics_logs: Topics = Field(default_factory=lambda: ["otlp_logs"])
+    kafka_topics_spans: Topics = Field(default_factory=lambda: ["otlp_spans"])
+    kafka_format: WireFormat = "otlp_proto"  # the Collector kafka exporter's default encoding
+    kafka_topic_formats: dict[str, WireFormat] = Field(default_factory=dict)  # per-topic override
+    kafka_deadletter_topic: str = "aiops.deadletter"
+    kafka_session_timeout_ms: int = 10_000
+    kafka_max_poll_records: int = 2000
+    checkpoint_interval_s: float = 5.0  # state + offsets are stored, then committed, this often
+    data_dir: Path = Path("data")
+    port: int = 8080
+    slack_webhook_url: str | None = None
+    slack_signing_secret: str | None = None
+    api_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)  # token -> role
+
+    @field_validator("kafka_topics_metrics", "kafka_topics_logs", "kafka_topics_spans", mode="before")
+    @classmethod
+    def _split_topics(cls, v: Any) -> Any:
+        return _csv(v)
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return dict(pair.split(":", 1) for pair in _csv(v) if ":" in pair)
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)  # the environment beats the config file
+
+    def topic_signals(self) -> dict[str, Signal]:
+        signals: dict[str, Signal] = {}
+        for signal, topics in (("metrics", self.kafka_topics_metrics), ("logs", self.kafka_topics_logs),
+                               ("spans", self.kafka_topics_spans)):  # fmt: skip
+            for t in topics:
+                signals[t] = signal  # type: ignore[assignment]
+        return signals
+
+    def topic_format(self, topic: str) -> WireFormat:
+        return self.kafka_topic_formats.get(topic, self.kafka_format)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Defaults < config file < ``AIOPS_*`` environment < explicit overrides (CLI flags)."""
+    values: Any = {}
+    if config_file is not None:
+        try:
+            values = yaml.safe_load(Path(config_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"cannot read config file {config_file}: {e}") from e
+        if not isinstance(values, dict):
+            raise ConfigError(f"config file {config_file} must hold a mapping")
+    try:
+        settings = Settings(**values)
+    except ValidationError as e:
+        raise ConfigError(str(e)) from e
+    return settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
