@@ -101,6 +101,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from aiops.sim import default_scenario
+    from aiops.sim.source import SimulatorSource
 
     start = time.time_ns() - int(args.history * 1e9)
     sim = default_scenario(start_unix_nano=start, n_services=args.services, seed=args.seed)
@@ -118,13 +119,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  scheduled fault: {f['fault']} on {f['service']} at {_when(f['onset_unix_nano'])}", flush=True)
     stop = _stop_event()
     t0 = time.monotonic()
-    offset = 0
-    while not stop.is_set() and (args.duration is None or time.monotonic() - t0 < args.duration):
+    for batch in SimulatorSource(sim).batches():
+        if stop.is_set() or (args.duration is not None and time.monotonic() - t0 >= args.duration):
+            break
         step_started = time.monotonic()
-        batch = []
-        for m in sim.step():
-            offset += 1
-            batch.append(_message(m, offset))
         pipeline.process(batch)
         st = pipeline.stats
         progress.show(f"sim time {_when(sim.now_unix_nano)}  records {st.messages:,}  points {st.points:,}  "
@@ -133,12 +131,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     progress.done()
     print(_summary(pipeline.stats, time.monotonic() - t0))
     return 0
-
-
-def _message(m: object, offset: int):  # type: ignore[no-untyped-def]
-    from aiops.sim.source import to_message
-
-    return to_message(m, offset)  # type: ignore[arg-type]
 
 
 def cmd_run(args: argparse.Namespace) -> int:

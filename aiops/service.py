@@ -77,6 +77,7 @@ class Service:
         offsets = {**offsets, **source.positions}
         store.commit(self._incidents, self._anomalies, (CHECKPOINT, pipeline.snapshot(), offsets))
         source.commit(offsets)
-        self._incidents, self._anomalies = [], []
+        self._incidents.clear()
+        self._anomalies.clear()  # the pipeline holds this list's append
         log.info("checkpoint: %s", pipeline.stats.summary())
         return offsets

@@ -98,7 +98,8 @@ class IncidentManager:
 
     def _emit(self, inc: _Open, now: int) -> Incident | None:
         record = self._render(inc, "open", now)
-        signature = tuple(rc.service for rc in record.root_causes)
+        # Reasons count each candidate's anomalous series, so a new anomaly re-publishes the incident.
+        signature = tuple(f"{rc.service}|{rc.reason}|{','.join(rc.indicators)}" for rc in record.root_causes)
         if signature == inc.signature:
             return None
         inc.signature = signature

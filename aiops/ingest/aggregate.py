@@ -26,9 +26,8 @@ def callee_of(span: Span) -> str | None:
     peer = a.get("peer.service")
     if peer:
         return str(peer)
-    if a.get("db.system"):
-        addr = a.get("server.address") or a.get("net.peer.name")
-        return f"{a['db.system']}:{addr}" if addr else str(a["db.system"])
+    if a.get("db.system"):  # the database host is its identity; the system name when no host is given
+        return str(a.get("server.address") or a.get("net.peer.name") or a["db.system"])
     return None
 
 

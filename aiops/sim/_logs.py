@@ -143,12 +143,16 @@ class LogBuilder:
         if i == 0:
             return f"Health check passed in {d.randint(1, 30)}ms"
         if i == 1:
-            return f"Cache refresh completed: {d.randint(100, 20000)} entries in {d.randint(5, 900)}ms"
+            return (f"Cache refresh completed: {d.randint(100, 20000)} entries in "
+                    f"{d.randint(5, 900)}ms")
         if i == 2:
-            return f"Connection pool stats: active={d.randint(0, 40)} idle={d.randint(0, 20)} max=50"
+            return (f"Connection pool stats: active={d.randint(0, 40)} "
+                    f"idle={d.randint(0, 20)} max=50")
         return f"Flushed {d.randint(10, 500)} spans to collector in {d.randint(1, 80)}ms"
 
-    def _error_causes(self, name: str, w: dict[str, ServiceWindow]) -> tuple[list[str], list[float]]:
+    def _error_causes(
+        self, name: str, w: dict[str, ServiceWindow]
+    ) -> tuple[list[str], list[float]]:
         causes, weights = [""], [w[name].own_err]
         for e in self.topo.callees(name):
             c_err = self.model.client_view(e, w)[1]
@@ -167,7 +171,8 @@ class LogBuilder:
                             f"{d.randint(80, 420)}) request_id={rid}")
                 return f"Failed to decode field 'price_v2' for request {rid}: unexpected null"
             if d.u() < 0.5:
-                return f"Failed to process request {rid}: internal error code={d.randint(1000, 1099)}"
+                return (f"Failed to process request {rid}: internal error "
+                        f"code={d.randint(1000, 1099)}")
             return (f"Transaction {d.hex(6)} rolled back after {d.randint(5, 900)}ms: "
                     f"constraint check failed (request_id={rid})")
         c, cw = self.topo.services[cause], w[cause]

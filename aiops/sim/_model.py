@@ -16,12 +16,13 @@ import numpy as np
 from .faults import Effect
 from .topology import Edge, Topology
 
-__all__ = ["Model", "ServiceWindow", "TIMEOUT_S", "NET_S", "SIGMA"]
+__all__ = ["ADDED_SIGMA", "Model", "NET_S", "SIGMA", "ServiceWindow", "TIMEOUT_S"]
 
 TIMEOUT_S = 1.0          # client timeout towards a vanished callee
 REFUSED_S = 0.002        # connection refused: fails fast
 NET_S = 0.0008           # one network round trip inside the cluster
 SIGMA = 0.35             # lognormal spread of per-request own work
+ADDED_SIGMA = 0.1        # spread of injected delay (a netem-like, nearly constant delay)
 BASE_ERROR = 0.001       # background error ratio of a healthy service
 BACKEND_UTIL = 0.3       # nominal utilisation of a backend (its cpu is never exported)
 _NO_EFFECT = Effect()
@@ -37,6 +38,7 @@ class ServiceWindow:
     cpu: float = 0.0
     memory: int = 0
     own_med: float = 0.0
+    added_s: float = 0.0
     own_err: float = 0.0
     lat_med: float = 0.0
     err: float = 0.0
@@ -101,7 +103,8 @@ class Model:
                 u0 = BACKEND_UTIL
                 util = BACKEND_UTIL + eff.cpu_add
             queue = min(25.0, (1.0 - u0) / (1.0 - min(util, 0.97)))
-            sw.own_med = s.base_latency_s * max(1.0, queue) * eff.latency_mult + eff.latency_add_s
+            sw.added_s = eff.latency_add_s
+            sw.own_med = s.base_latency_s * max(1.0, queue) * eff.latency_mult + sw.added_s
             sw.own_err = 1.0 - (1.0 - BASE_ERROR * (1.0 if s.monitored else 0.2)) * (
                 1.0 - eff.error_add
             )
@@ -113,13 +116,20 @@ class Model:
             sw.lat_med, sw.err = lat, 1.0 - ok
         return w
 
+    def own_latency(self, sw: ServiceWindow, z: float, z_added: float) -> float:
+        """One request's own work (s) from standard normals: lognormal work + injected delay."""
+        return (sw.own_med - sw.added_s) * math.exp(SIGMA * z) + sw.added_s * math.exp(
+            ADDED_SIGMA * z_added)
+
     def sample(
         self, name: str, n: int, w: dict[str, ServiceWindow]
     ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Per-request server latencies (s), error flags, and client latencies per callee."""
         rng = self.rng
         sw = w[name]
-        lat = sw.own_med * np.exp(SIGMA * rng.standard_normal(n))
+        lat = (sw.own_med - sw.added_s) * np.exp(SIGMA * rng.standard_normal(n))
+        if sw.added_s:
+            lat += sw.added_s * np.exp(ADDED_SIGMA * rng.standard_normal(n))
         err = rng.random(n) < sw.own_err
         client: dict[str, np.ndarray] = {}
         for e in self.topo.callees(name):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._model import NET_S, REFUSED_S, SIGMA, TIMEOUT_S, Model, ServiceWindow
+from ._model import NET_S, REFUSED_S, TIMEOUT_S, Model, ServiceWindow
 from ._otlp import (
     SCOPE,
     SPAN_KIND_CLIENT,
@@ -66,7 +66,7 @@ class TraceBuilder:
         d, w, svc = self.d, self._w, self.topo.services[name]
         sw = w[name]
         span_id = d.hex(8)
-        own = d.lognormal(sw.own_med, SIGMA)
+        own = self.model.own_latency(sw, d.n(), d.n() if sw.added_s else 0.0)
         cursor = start + int(own * 0.3e9)
         own_fail = d.u() < sw.own_err
         failed = own_fail
@@ -100,7 +100,8 @@ class TraceBuilder:
                 if c_fail:
                     message = "HTTP 500"
             else:
-                dur = int((d.lognormal(cw.own_med, SIGMA) + NET_S) * 1e9)
+                z2 = d.n() if cw.added_s else 0.0
+                dur = int((self.model.own_latency(cw, d.n(), z2) + NET_S) * 1e9)
                 c_fail = d.u() < cw.own_err
                 if c_fail:
                     message = f"{callee.db_system} error: server closed the connection"
