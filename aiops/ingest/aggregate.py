@@ -2,7 +2,8 @@
 
 Spans give each service's request rate, error ratio and p50/p99 latency as its server sees them,
 and, from CLIENT spans, the same per callee (``peer.service``, or ``db.system`` +
-``server.address``), which is how a database that exports no metrics still gets series. Logs give
+``server.address``), attributed to the callee: that is how a database that exports no metrics
+still gets series, and evidence, of its own. Logs give
 per-service record rates by severity. A window closes once the watermark passes its end plus a
 grace period; a record for a closed window is late and refused, never silently folded in.
 """
@@ -115,7 +116,10 @@ class SpanMetrics:
                 p50, p99 = np.percentile(d, (50, 99))
                 for suffix, value in ((":rate", len(items) / width_s), (":error_ratio", errors / len(items)),
                                       (".duration:p50", p50), (".duration:p99", p99)):  # fmt: skip
-                    cols.append(series_key(service, name + suffix, attrs), service, ts, float(value), PointKind.GAUGE, 0)
+                    # An edge series is evidence about the callee, as its callers see it: the series
+                    # keeps the caller's name, the anomaly is attributed to the callee.
+                    cols.append(series_key(service, name + suffix, attrs), callee or service, ts, float(value),
+                                PointKind.GAUGE, 0)  # fmt: skip
         return cols.freeze()
 
     def state(self) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 JSON formats hold one message per line. ``otlp_proto`` files hold varint-length-delimited
 messages (protobuf's ``writeDelimitedTo`` framing). A directory holding ``metrics.jsonl``,
-``logs.jsonl`` and ``traces.jsonl`` (or any ``*.jsonl`` / ``*.pb`` files) is one system's feed.
+``logs.jsonl`` and ``traces.jsonl`` (or any ``*.jsonl`` / ``*.pb`` files; other files such as
+``truth.json`` are ignored) is one system's feed.
 Files are merged by each message's first timestamp, so a system recorded per signal replays as
 it happened.
 """
@@ -28,7 +29,7 @@ def _files(paths: list[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.iterdir() if f.suffix in (".jsonl", ".json", ".pb", ".bin") and f.is_file())
+            out += sorted(f for f in p.iterdir() if f.suffix in (".jsonl", ".pb", ".bin") and f.is_file())
         elif p.is_file():
             out.append(p)
         else:
