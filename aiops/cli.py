@@ -39,22 +39,24 @@ def describe(inc: Incident) -> str:
 
 
 class _Progress:
-    """A one-line progress display on stderr, redrawn at most 5 times a second."""
+    """Progress on stderr: one line redrawn 5 times a second on a terminal, a plain line every
+    10 s otherwise (so logs of a long run still show it moving)."""
 
     def __init__(self, stream: TextIO = sys.stderr) -> None:
         self.stream = stream
-        self.enabled = stream.isatty()
-        self.last = 0.0
+        self.tty = stream.isatty()
+        self.every = 0.2 if self.tty else 10.0
+        self.last = time.monotonic()
 
-    def show(self, text: str, force: bool = False) -> None:
+    def show(self, text: str) -> None:
         now = time.monotonic()
-        if self.enabled and (force or now - self.last >= 0.2):
-            self.stream.write("\r\033[K" + text)
+        if now - self.last >= self.every:
+            self.stream.write("\r\033[K" + text if self.tty else text + "\n")
             self.stream.flush()
             self.last = now
 
     def done(self) -> None:
-        if self.enabled:
+        if self.tty:
             self.stream.write("\r\033[K")
             self.stream.flush()
 

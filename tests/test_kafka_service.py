@@ -296,3 +296,29 @@ def _checkpoint_offsets(data_dir: Path) -> dict[str, int]:
         store.close()
     assert saved is not None
     return saved[1]
+
+
+def test_simulator_produces_to_kafka_and_the_service_consumes_it(kafka_broker, unique_topic_prefix, tmp_path):
+    """``python -m aiops.sim --kafka`` → default topics → ``aiops run`` with default topic names."""
+    kafka_broker.create_topics(["otlp_metrics"], partitions=2)
+    kafka_broker.create_topics(["otlp_logs", "otlp_spans", "aiops.deadletter"], partitions=1)
+    start = str(time.time_ns() - 2 * 3600 * 10**9)
+    r = subprocess.run([sys.executable, "-m", "aiops.sim", "--kafka", kafka_broker.bootstrap, "--duration", "600",
+                        "--services", "5", "--start-unix-nano", start], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    sent = json.loads(r.stdout)["messages"]
+    assert sent["otlp_metrics"] > 0 and sent["otlp_logs"] == sent["otlp_spans"] == 60
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")}
+    env |= {"AIOPS_KAFKA_BOOTSTRAP": kafka_broker.bootstrap, "AIOPS_KAFKA_GROUP": f"{unique_topic_prefix}-g",
+            "AIOPS_KAFKA_FORMAT": "otlp_json", "AIOPS_CHECKPOINT_INTERVAL_S": "0.5",
+            "AIOPS_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+    log = tmp_path / "run.log"
+    proc = _start(env, log)
+    try:
+        _wait(lambda: sum(_committed(kafka_broker.bootstrap, f"{unique_topic_prefix}-g").values()) == sum(sent.values()),
+              120, "the simulated feed consumed", [proc])  # fmt: skip
+    finally:
+        _stop(proc, log)
+    got = _restored(tmp_path / "data")
+    assert got.stats.messages == sum(sent.values()) and got.stats.rejects == 0
+    assert got.stats.points > 0 and got.stats.spans > 0 and got.stats.logs > 0

@@ -1,4 +1,4 @@
-"""``python -m aiops.sim OUT_DIR``: write the default scenario as a replay folder."""
+"""``python -m aiops.sim OUT_DIR`` writes the default scenario as a replay folder; ``--kafka`` produces it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from .kafka import produce
 from .replay import write_replay
 from .simulator import DEFAULT_SCENARIO_SECONDS, DEFAULT_START_UNIX_NANO, default_scenario
 
@@ -16,7 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m aiops.sim",
                                 description="Write a simulated system's telemetry as a replay "
                                             "folder (metrics/logs/traces.jsonl + truth.json).")
-    p.add_argument("out_dir")
+    p.add_argument("out_dir", nargs="?", help="replay folder to write (or use --kafka)")
+    p.add_argument("--kafka", metavar="BOOTSTRAP", help="produce to otlp_metrics/otlp_logs/otlp_spans instead")
+    p.add_argument("--speed", type=float, default=None,
+                   help="with --kafka: simulated seconds per real second (default: as fast as possible)")
     p.add_argument("--duration", type=float, default=DEFAULT_SCENARIO_SECONDS,
                    help="simulated seconds (default: the whole default scenario)")
     p.add_argument("--services", type=int, default=8, help="monitored services (default 8)")
@@ -26,11 +30,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="event time of the start (default: a fixed instant, for reproducibility)")
     p.add_argument("--benign-deploys-per-hour", type=float, default=0.0)
     args = p.parse_args(argv)
+    if (args.out_dir is None) == (args.kafka is None):
+        p.error("give either OUT_DIR or --kafka BOOTSTRAP")
     sim = default_scenario(args.start_unix_nano, n_services=args.services, seed=args.seed,
                            step_seconds=args.step,
                            benign_deploys_per_hour=args.benign_deploys_per_hour)
     t0 = time.perf_counter()
-    summary = write_replay(sim, args.out_dir, args.duration)
+    if args.kafka:
+        summary = produce(sim, args.kafka, args.duration, speed=args.speed)
+    else:
+        summary = write_replay(sim, args.out_dir, args.duration)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 3)
     json.dump(summary, sys.stdout)
     sys.stdout.write("\n")
