@@ -84,16 +84,36 @@ class Pipeline:
         self.dead_letter = dead_letter
         self.on_incident = on_incident
         self.on_anomaly = on_anomaly
-        self.validator = Validator(policy, now_ns)
-        self.deriver = Deriver()
-        self.span_metrics = SpanMetrics(window_s, window_s)
-        self.log_metrics = LogMetrics(window_s, window_s)
-        self.series = SeriesIndex()
-        self.bank = RobustBank()
-        self.episodes = EpisodeTracker()
-        self.changes = ChangeIndex()
-        self.incidents = IncidentManager(self.changes)
-        self.stats = Stats()
+        self._policy, self._now_ns, self._window_s = policy, now_ns, window_s
+        self._install(self._fresh())
+
+    def _fresh(self) -> dict[str, Any]:
+        """Every stateful stage, new; :meth:`restore` loads into these before swapping them in."""
+        changes = ChangeIndex()
+        return {
+            "validator": Validator(self._policy, self._now_ns),
+            "deriver": Deriver(),
+            "span_metrics": SpanMetrics(self._window_s, self._window_s),
+            "log_metrics": LogMetrics(self._window_s, self._window_s),
+            "series": SeriesIndex(),
+            "bank": RobustBank(),
+            "episodes": EpisodeTracker(),
+            "changes": changes,
+            "incidents": IncidentManager(changes),
+            "stats": Stats(),
+        }
+
+    def _install(self, stages: dict[str, Any]) -> None:
+        self.validator: Validator = stages["validator"]
+        self.deriver: Deriver = stages["deriver"]
+        self.span_metrics: SpanMetrics = stages["span_metrics"]
+        self.log_metrics: LogMetrics = stages["log_metrics"]
+        self.series: SeriesIndex = stages["series"]
+        self.bank: RobustBank = stages["bank"]
+        self.episodes: EpisodeTracker = stages["episodes"]
+        self.changes: ChangeIndex = stages["changes"]
+        self.incidents: IncidentManager = stages["incidents"]
+        self.stats: Stats = stages["stats"]
 
     def process(self, messages: Iterable[Message]) -> None:
         """Run one batch of messages through every stage."""
@@ -183,22 +203,24 @@ class Pipeline:
         return buf.getvalue()
 
     def restore(self, blob: bytes) -> None:
+        """Load a :meth:`snapshot`; all or nothing, and any damage is a :class:`StateError`."""
         try:
             with np.load(io.BytesIO(blob), allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
             meta = json.loads(arrays.pop("meta").tobytes())
-        except (ValueError, KeyError, OSError) as e:
-            raise StateError(f"unreadable pipeline snapshot: {e}") from e
-        if meta.get("version") != SNAPSHOT_VERSION:
-            raise StateError(f"pipeline snapshot version {meta.get('version')!r} is not {SNAPSHOT_VERSION}")
-        self.validator.load_state(meta["validator"])
-        self.deriver.load_state(meta["deriver"])
-        self.span_metrics.load_state(meta["span_metrics"])
-        self.log_metrics.load_state(meta["log_metrics"])
-        self.series.load_state(meta["series"])
-        self.changes.load_state(meta["changes"])
-        self.incidents.load_state(meta["incidents"])
-        self.stats = Stats.from_state(meta["stats"])
-        self.bank.load_state({k[5:]: v for k, v in arrays.items() if k.startswith("bank.")})
-        self.episodes.load_state({k[9:]: v for k, v in arrays.items() if k.startswith("episodes.")})
+            if not isinstance(meta, dict) or meta.get("version") != SNAPSHOT_VERSION:
+                version = meta.get("version") if isinstance(meta, dict) else None
+                raise StateError(f"pipeline snapshot version {version!r} is not {SNAPSHOT_VERSION}")
+            stages = self._fresh()
+            for name in ("validator", "deriver", "span_metrics", "log_metrics", "series", "changes", "incidents"):
+                stages[name].load_state(meta[name])
+            stages["stats"] = Stats.from_state(meta["stats"])
+            for name in ("bank", "episodes"):
+                prefix = f"{name}."
+                stages[name].load_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+        except StateError:
+            raise
+        except Exception as e:  # a damaged blob can fail in any loader, in any way
+            raise StateError(f"unreadable pipeline snapshot: {type(e).__name__}: {e}") from e
+        self._install(stages)
 

@@ -140,7 +140,7 @@ class LogMetrics:
         for r in logs:
             self.windows.seen(source, r.ts)
             self.services.add(r.service)
-            cls = next(name for name, floor in SEVERITY_CLASSES if r.severity_number >= floor)
+            cls = next((name for name, floor in SEVERITY_CLASSES if r.severity_number >= floor), "INFO")
             if not self.windows.add(r.ts, r.service, cls):
                 late.append(Reject(source, offset, "late log record: its window already closed", row_json(r)))
 

@@ -50,6 +50,7 @@ class Deriver:
     def __init__(self) -> None:
         self._counters: dict[str, tuple[int, float, int]] = {}  # key -> (ts, total, start_ts)
         self._histograms: dict[str, tuple[int, int, int, float, tuple[int, ...]]] = {}
+        self.non_finite = 0  # derived values dropped for not being finite
 
     def derive(self, batch: MetricBatch, histograms: list[HistogramPoint]) -> MetricBatch:
         """Gauges pass through; counters and histograms turn into rate/percentile gauges."""
@@ -63,7 +64,12 @@ class Deriver:
                           int(kinds[i]), int(batch.start_ts[i]), out)  # fmt: skip
         for h in histograms:
             self._histogram(h, out)
-        return MetricBatch.concat([batch.take(gauges), out.freeze()])
+        derived = out.freeze()
+        finite = np.isfinite(derived.values)
+        if not finite.all():  # decoders refuse what could cause this; the detectors must never see it
+            self.non_finite += int((~finite).sum())
+            derived = derived.take(finite)
+        return MetricBatch.concat([batch.take(gauges), derived])
 
     def _counter(self, key: str, service: str, ts: int, total: float, kind: int, start: int, out: MetricColumns) -> None:
         prev = self._counters.get(key)

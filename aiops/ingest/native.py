@@ -9,7 +9,7 @@ may hold several newline-separated objects; each bad line is refused on its own.
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -35,15 +35,24 @@ class NativeRecord(msgspec.Struct, forbid_unknown_fields=True):
 _DECODER = msgspec.json.Decoder(NativeRecord)
 
 
-def _ts_ns(ts: float | int | str) -> int:
+_MAX_NS = (1 << 63) - 1
+
+
+def ts_ns(ts: float | int | str) -> int:
+    """Unix seconds (int or float) or RFC3339 (no offset means UTC) → unix nanoseconds."""
     if isinstance(ts, str):
         try:
-            return int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1e9)
+            dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
         except ValueError:
             raise ValueError(f"ts {ts[:40]!r} is neither unix seconds nor RFC3339") from None
-    if not math.isfinite(ts):
+        ns = int(dt.replace(tzinfo=dt.tzinfo or UTC).timestamp() * 1e9)
+    elif not math.isfinite(ts):
         raise ValueError("ts is not finite")
-    return int(round(ts * 1e9)) if isinstance(ts, float) else ts * 1_000_000_000
+    else:
+        ns = int(round(ts * 1e9)) if isinstance(ts, float) else ts * 1_000_000_000
+    if not 0 <= ns <= _MAX_NS:
+        raise ValueError(f"ts {ts!r} out of range")
+    return ns
 
 
 def decode_native(msg: Message) -> Decoded:
@@ -57,7 +66,7 @@ def decode_native(msg: Message) -> Decoded:
             rec = _DECODER.decode(line)
             if not rec.service:
                 raise ValueError("empty service")
-            ts = _ts_ns(rec.ts)
+            ts = ts_ns(rec.ts)
             if rec.metric is not None:
                 if rec.value is None:
                     raise ValueError("metric line without value")

@@ -14,6 +14,7 @@ business (:mod:`aiops.ingest.validate`), not the decoder's.
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,6 +23,9 @@ from google.protobuf.message import DecodeError as ProtoDecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.logs.v1 import logs_pb2
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 from aiops.ingest import _otlp_json_schema as schema
 from aiops.ingest.records import (
@@ -38,13 +42,14 @@ from aiops.ingest.records import (
 )
 
 CHANGE_EVENTS = frozenset({"deployment", "config_change"})
-_ENUMS = {  # protobuf JSON may spell enums by name
-    "SPAN_KIND_UNSPECIFIED": 0, "SPAN_KIND_INTERNAL": 1, "SPAN_KIND_SERVER": 2,
-    "SPAN_KIND_CLIENT": 3, "SPAN_KIND_PRODUCER": 4, "SPAN_KIND_CONSUMER": 5,
-    "STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2,
-    "AGGREGATION_TEMPORALITY_UNSPECIFIED": 0, "AGGREGATION_TEMPORALITY_DELTA": 1,
-    "AGGREGATION_TEMPORALITY_CUMULATIVE": 2,
-}  # fmt: skip
+# protobuf JSON may spell enums by name; take every name from the protocol's own descriptors
+_ENUMS = {
+    name: number
+    for enum in (trace_pb2.Span.SpanKind, trace_pb2.Status.StatusCode, metrics_pb2.AggregationTemporality,
+                 logs_pb2.SeverityNumber)  # fmt: skip
+    for name, number in enum.items()
+}
+_MAX_SEVERITY = 24
 _SEVERITY_TEXT = {1: "TRACE", 5: "DEBUG", 9: "INFO", 13: "WARN", 17: "ERROR", 21: "FATAL"}
 _TEMPORALITY_DELTA, _TEMPORALITY_CUMULATIVE = 1, 2
 _STATUS_ERROR = 2
@@ -54,6 +59,23 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 
 class _Bad(Exception):
     """A part of a message is malformed; caught by the walker and turned into a Reject."""
+
+
+_U63 = 1 << 63  # timestamps and counts must fit the int64 columns they land in
+
+
+def _time(value: int | str, what: str = "timestamp") -> int:
+    t = int(value)
+    if not 0 <= t < _U63:
+        raise _Bad(f"{what} {t} out of range")
+    return t
+
+
+def _count(value: int | str) -> int:
+    c = int(value)
+    if not 0 <= c < _U63:
+        raise _Bad(f"count {c} out of range")
+    return c
 
 
 def _enum(value: int | str) -> int:
@@ -73,10 +95,12 @@ class _Access:
     def __init__(
         self,
         which: Callable[[Any, str, tuple[str, ...]], str | None],
+        has: Callable[[Any, str], bool],
         hex_id: Callable[[Any], str],
         encode: Callable[[Any], bytes],
     ) -> None:
         self.which = which
+        self.has = has  # is an optional field set (protobuf scalars default to 0, JSON to None)
         self.hex_id = hex_id
         self.encode = encode
 
@@ -120,9 +144,10 @@ def _json_hex(s: str) -> str:
     return s.lower()
 
 
-_JSON = _Access(_json_which, _json_hex, msgspec.json.encode)
+_JSON = _Access(_json_which, lambda msg, f: getattr(msg, f) is not None, _json_hex, msgspec.json.encode)
 _PROTO = _Access(
     lambda msg, oneof, _fields: msg.WhichOneof(oneof),
+    lambda msg, f: msg.HasField(f),
     lambda b: b.hex(),
     lambda msg: msg.SerializeToString(),
 )
@@ -223,24 +248,26 @@ def _number_point(name: str, service: str, kind: str, data: Any, dp: Any, acc: _
         temporality = _enum(data.aggregation_temporality)
         point_kind = PointKind.COUNTER_DELTA if temporality == _TEMPORALITY_DELTA else PointKind.COUNTER_CUMULATIVE
     key = series_key(service, name, acc.attributes(dp.attributes))
-    cols.append(key, service, int(dp.time_unix_nano), value, point_kind, int(dp.start_time_unix_nano))
+    cols.append(key, service, _time(dp.time_unix_nano), value, point_kind, _time(dp.start_time_unix_nano, "start time"))
 
 
 def _histogram_point(name: str, service: str, data: Any, dp: Any, acc: _Access, out: Decoded) -> None:
     bounds = tuple(float(b) for b in dp.explicit_bounds)
-    counts = tuple(int(c) for c in dp.bucket_counts)
+    counts = tuple(_count(c) for c in dp.bucket_counts)
     if counts and len(counts) != len(bounds) + 1:
         raise _Bad(f"{len(counts)} bucket counts for {len(bounds)} bounds")
+    if not all(math.isfinite(b) for b in bounds):
+        raise _Bad("explicit bounds must be finite")
     if any(b >= c for b, c in zip(bounds, bounds[1:], strict=False)):
         raise _Bad("explicit bounds are not increasing")
     out.histograms.append(
         HistogramPoint(
             key=series_key(service, name, acc.attributes(dp.attributes)),
             service=service,
-            ts=int(dp.time_unix_nano),
-            start_ts=int(dp.start_time_unix_nano),
-            count=int(dp.count),
-            sum=None if dp.sum is None else float(dp.sum),
+            ts=_time(dp.time_unix_nano),
+            start_ts=_time(dp.start_time_unix_nano, "start time"),
+            count=_count(dp.count),
+            sum=float(dp.sum) if acc.has(dp, "sum") else None,
             bounds=bounds,
             bucket_counts=counts,
             cumulative=_enum(data.aggregation_temporality) != _TEMPORALITY_DELTA,
@@ -251,11 +278,11 @@ def _histogram_point(name: str, service: str, data: Any, dp: Any, acc: _Access, 
 def _summary_point(name: str, service: str, dp: Any, acc: _Access, cols: MetricColumns) -> None:
     """A summary becomes one gauge per quantile and a cumulative counter of observations."""
     attrs = acc.attributes(dp.attributes)
-    ts, start = int(dp.time_unix_nano), int(dp.start_time_unix_nano)
+    ts, start = _time(dp.time_unix_nano), _time(dp.start_time_unix_nano, "start time")
     for q in dp.quantile_values:
         key = series_key(service, f"{name}:q{float(q.quantile):g}", attrs)
         cols.append(key, service, ts, float(q.value), PointKind.GAUGE, start)
-    cols.append(series_key(service, f"{name}:count", attrs), service, ts, float(int(dp.count)),
+    cols.append(series_key(service, f"{name}:count", attrs), service, ts, float(_count(dp.count)),
                 PointKind.COUNTER_CUMULATIVE, start)  # fmt: skip
 
 
@@ -264,13 +291,15 @@ def _walk_logs(msg: Message, rl: Any, service: str, resource: dict[str, Any], ac
         for lr in sl.log_records:
             try:
                 attrs = acc.attributes(lr.attributes)
-                ts = int(lr.time_unix_nano) or int(lr.observed_time_unix_nano)
+                ts = _time(lr.time_unix_nano) or _time(lr.observed_time_unix_nano)
                 event = getattr(lr, "event_name", "") or attrs.get("event.name", "")
                 if event in CHANGE_EVENTS:
                     version = attrs.get("service.version") or resource.get("service.version") or ""
                     out.changes.append(ChangeEvent(ts, service, event, str(version), attrs))
                     continue
                 severity = _enum(lr.severity_number)
+                if not 0 <= severity <= _MAX_SEVERITY:
+                    raise _Bad(f"severity number {severity} outside 0..{_MAX_SEVERITY}")
                 body = acc.any_value(lr.body)
                 out.logs.append(
                     LogRecord(
@@ -295,7 +324,7 @@ def _walk_spans(msg: Message, rs: Any, service: str, acc: _Access, out: Decoded)
                 trace_id, span_id = acc.hex_id(sp.trace_id), acc.hex_id(sp.span_id)
                 if len(trace_id) != 32 or len(span_id) != 16:
                     raise _Bad("trace id must be 16 bytes and span id 8 bytes")
-                start, end = int(sp.start_time_unix_nano), int(sp.end_time_unix_nano)
+                start, end = _time(sp.start_time_unix_nano, "start time"), _time(sp.end_time_unix_nano, "end time")
                 if end < start:
                     raise _Bad("span ends before it starts")
                 status = sp.status

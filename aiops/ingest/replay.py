@@ -15,12 +15,14 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from aiops.ingest.native import ts_ns
 from aiops.ingest.otlp import decode_otlp_proto
 from aiops.ingest.records import Message, Signal, WireFormat
 
 _SIGNAL_BY_NAME = {"metrics": "metrics", "logs": "logs", "traces": "spans", "spans": "spans"}
-_JSON_TS = re.compile(rb'"(?:timeUnixNano|startTimeUnixNano|observedTimeUnixNano)"\s*:\s*"?(\d+)')
-_NATIVE_TS = re.compile(rb'"ts"\s*:\s*(\d+(?:\.\d+)?)')
+# A point's own time first: a cumulative point's startTimeUnixNano is its process start, hours back.
+_JSON_TS = [re.compile(rb'"%s"\s*:\s*"?(\d+)' % f) for f in (b"timeUnixNano", b"startTimeUnixNano", b"observedTimeUnixNano")]
+_NATIVE_TS = re.compile(rb'"ts"\s*:\s*("[^"]*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)')
 _SNIFF = ((b'"resourceMetrics"', "metrics"), (b'"resourceLogs"', "logs"), (b'"resourceSpans"', "spans"))
 _MAX_MESSAGE = 64 * 1024 * 1024
 
@@ -48,9 +50,8 @@ def _signal_of(path: Path, payload: bytes) -> Signal:
     return "metrics"  # native lines: the decoder tells metrics from logs itself
 
 
-def _read_delimited(path: Path) -> Iterator[bytes]:
+def _read_delimited(data: bytes) -> Iterator[bytes]:
     """Varint-length-prefixed messages; a truncated tail is yielded as-is so it gets refused."""
-    data = path.read_bytes()
     pos = 0
     while pos < len(data):
         length, shift, start = 0, 0, pos
@@ -90,19 +91,17 @@ class ReplaySource:
     def _messages(self, path: Path) -> Iterator[tuple[int, int, Message]]:
         fmt = self._format_of(path)
         source = f"file:{path}"
-        if fmt == "otlp_proto":
-            payloads: Iterator[bytes] = _read_delimited(path)
-        else:
-            payloads = (line.rstrip(b"\r\n") for line in path.open("rb"))
-        signal: Signal | None = None
-        last_ts = 0
-        for n, payload in enumerate(payloads, start=1):
-            self.read_bytes += len(payload) + 1
-            if fmt != "otlp_proto" and not payload.strip():
-                continue
-            signal = signal or _signal_of(path, payload)
-            last_ts = max(last_ts, _first_ts(payload, fmt, signal) or last_ts)  # unreadable lines keep their place
-            yield last_ts, n, Message(signal, fmt, payload, source, n)
+        with path.open("rb") as fh:
+            payloads = _read_delimited(fh.read()) if fmt == "otlp_proto" else (line.rstrip(b"\r\n") for line in fh)
+            signal: Signal | None = None
+            last_ts = 0
+            for n, payload in enumerate(payloads, start=1):
+                self.read_bytes += len(payload) + 1
+                if fmt != "otlp_proto" and not payload.strip():
+                    continue
+                signal = signal or _signal_of(path, payload)
+                last_ts = max(last_ts, _first_ts(payload, fmt, signal) or last_ts)  # unreadable lines keep their place
+                yield last_ts, n, Message(signal, fmt, payload, source, n)
 
     def batches(self) -> Iterator[list[Message]]:
         merged = heapq.merge(*(self._messages(f) for f in self.files), key=lambda t: (t[0], t[1]))
@@ -122,8 +121,15 @@ def _first_ts(payload: bytes, fmt: WireFormat, signal: Signal) -> int:
         times = [int(d.metrics.ts.min())] if len(d.metrics) else []
         times += [r.ts for r in (*d.histograms, *d.logs, *d.changes)] + [s.start_ts for s in d.spans]
         return min(times, default=0)
-    m = _JSON_TS.search(payload)
-    if m:
-        return int(m.group(1))
+    for pattern in _JSON_TS:
+        m = pattern.search(payload)
+        if m:
+            return int(m.group(1))
     m = _NATIVE_TS.search(payload)
-    return int(float(m.group(1)) * 1e9) if m else 0
+    if m is None:
+        return 0
+    raw = m.group(1)
+    try:
+        return ts_ns(raw[1:-1].decode() if raw.startswith(b'"') else float(raw) if b"." in raw or b"e" in raw.lower() else int(raw))
+    except (ValueError, UnicodeDecodeError, OverflowError):
+        return 0

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from aiops.ingest.records import Decoded, HistogramPoint, MetricBatch, Reject, row_json
+from aiops.ingest.records import Decoded, HistogramPoint, MetricBatch, Reject, Span, row_json
 
 MIN_TS_NS = 946_684_800 * 10**9  # 2000-01-01: nothing older is live telemetry
 
@@ -26,6 +26,7 @@ class ValidationPolicy:
     max_abs_value: float = 1e100  # squares of larger values overflow detector arithmetic
     max_future_s: float = 300.0  # clock skew allowed ahead of the reference clock
     max_lateness_s: float = 3600.0  # how far behind the watermark a point may arrive
+    max_span_s: float = 3600.0  # longer spans would hold event-time windows open (and are rare)
 
 
 class Validator:
@@ -56,7 +57,7 @@ class Validator:
             kept = []
             for r in rows:
                 ts = r.start_ts if name == "spans" else r.ts
-                why = _time_reason(ts, lo, hi)
+                why = _time_reason(ts, lo, hi) or (self._span_reason(r, hi) if name == "spans" else None)
                 if why is None:
                     kept.append(r)
                     newest = max(newest, r.end_ts if name == "spans" else ts)
@@ -104,8 +105,8 @@ class Validator:
 
     def _histogram(self, h: HistogramPoint, lo: int, hi: int, rejects: list[Reject], source: str, offset: int) -> bool:
         why = _time_reason(h.ts, lo, hi)
-        if why is None and h.sum is not None and not np.isfinite(h.sum):
-            why = f"non-finite histogram sum {h.sum!r}"
+        if why is None and h.sum is not None and not abs(h.sum) <= self.policy.max_abs_value:
+            why = f"histogram sum {h.sum!r} is non-finite or out of range"
         if why is None:
             prev = self._last_ts.get(h.key, -1)
             if h.ts <= prev:
@@ -115,6 +116,13 @@ class Validator:
             return False
         self._last_ts[h.key] = h.ts
         return True
+
+    def _span_reason(self, span: Span, hi: int) -> str | None:
+        if span.end_ts > hi:
+            return "span end time in the future"
+        if span.end_ts - span.start_ts > self.policy.max_span_s * 1e9:
+            return f"span longer than {self.policy.max_span_s:g} s"
+        return None
 
     def state(self) -> dict[str, Any]:
         return {"watermark": self.watermark, "source_wm": self._source_wm, "last_ts": self._last_ts}
