@@ -8,12 +8,14 @@ a mean and p50/p90/p99 over each scrape interval, computed from bucket deltas as
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from aiops.ingest.records import HistogramPoint, MetricBatch, MetricColumns, PointKind
 
+log = logging.getLogger(__name__)
 QUANTILES = (0.5, 0.9, 0.99)
 
 
@@ -50,7 +52,6 @@ class Deriver:
     def __init__(self) -> None:
         self._counters: dict[str, tuple[int, float, int]] = {}  # key -> (ts, total, start_ts)
         self._histograms: dict[str, tuple[int, int, int, float, tuple[int, ...]]] = {}
-        self.non_finite = 0  # derived values dropped for not being finite
 
     def derive(self, batch: MetricBatch, histograms: list[HistogramPoint]) -> MetricBatch:
         """Gauges pass through; counters and histograms turn into rate/percentile gauges."""
@@ -67,7 +68,7 @@ class Deriver:
         derived = out.freeze()
         finite = np.isfinite(derived.values)
         if not finite.all():  # decoders refuse what could cause this; the detectors must never see it
-            self.non_finite += int((~finite).sum())
+            log.warning("dropped %d non-finite derived values", int((~finite).sum()))
             derived = derived.take(finite)
         return MetricBatch.concat([batch.take(gauges), derived])
 
