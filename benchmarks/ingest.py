@@ -2,7 +2,7 @@
 
     python benchmarks/ingest.py [--services 30] [--minutes 60] [--kafka]
 
-The feed is the built-in simulator's metrics (one OTLP message per service per 10 s scrape, as
+The feed is the built-in simulator's metrics, in memory and from a replay file, (one OTLP message per service per 10 s scrape, as
 the Collector sends them), as OTLP/JSON and as OTLP/protobuf. ``--kafka`` also starts a real
 broker (tests/kafka_broker.py), produces the feed and measures consume + process through
 ``KafkaSource``. Figures are points per second (raw metric points, a histogram point counting
@@ -28,6 +28,7 @@ from _history import report  # noqa: E402
 from aiops.ingest.deadletter import MemoryDeadLetter  # noqa: E402
 from aiops.ingest.decode import decode  # noqa: E402
 from aiops.ingest.records import Message  # noqa: E402
+from aiops.ingest.replay import ReplaySource  # noqa: E402
 from aiops.pipeline import Pipeline  # noqa: E402
 from aiops.sim import Simulator, default_scenario  # noqa: E402
 
@@ -60,6 +61,20 @@ def _pipeline_run(messages: list[Message], batch: int = 500) -> Pipeline:
     for i in range(0, len(messages), batch):
         p.process(messages[i : i + batch])
     return p
+
+
+def _replay_file(payloads: list[bytes]) -> float:
+    """Best time to read a replay file of these payloads and run it through the pipeline."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "metrics.jsonl"
+        path.write_bytes(b"\n".join(payloads) + b"\n")
+
+        def run() -> None:
+            p = Pipeline(MemoryDeadLetter(), lambda _: None)
+            for batch in ReplaySource([path], batch_size=500).batches():
+                p.process(batch)
+
+        return _best(run)
 
 
 def _kafka(messages_json: list[Message], points: int) -> dict[str, float]:
@@ -113,6 +128,7 @@ def main() -> None:
     figures["decode_otlp_proto_points_per_s"] = points / _best(lambda: _points(as_proto))
     figures["decode_detect_otlp_json_points_per_s"] = points / _best(lambda: _pipeline_run(as_json))
     figures["decode_detect_otlp_proto_points_per_s"] = points / _best(lambda: _pipeline_run(as_proto))
+    figures["replay_file_decode_detect_points_per_s"] = points / _replay_file(payloads)
     run = _pipeline_run(as_json)
     figures["series"] = len(run.series)
     figures["series_points"] = run.stats.series_points

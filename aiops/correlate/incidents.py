@@ -42,8 +42,8 @@ class IncidentManager:
     def __init__(
         self,
         changes: ChangeIndex,
-        group_window_s: float = 300.0,
-        resolve_after_s: float = 600.0,
+        group_window_s: float = 120.0,
+        resolve_after_s: float = 300.0,
         change_lookback_s: float = 1800.0,
         rollback_window_s: float = 900.0,
     ) -> None:
