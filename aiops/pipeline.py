@@ -30,7 +30,7 @@ from aiops.ingest.aggregate import LogMetrics, SpanMetrics
 from aiops.ingest.deadletter import DeadLetterSink
 from aiops.ingest.decode import decode
 from aiops.ingest.derive import Deriver
-from aiops.ingest.records import MetricBatch, Message, Reject, row_json
+from aiops.ingest.records import Message, MetricBatch, Reject
 from aiops.ingest.validate import ValidationPolicy, Validator
 
 SNAPSHOT_VERSION = 1

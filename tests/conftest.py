@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
 from kafka_broker import KafkaBroker, KafkaBrokerError
 
 

@@ -6,7 +6,6 @@ import time
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
-
 from kafka_broker import KafkaBroker
 
 pytestmark = pytest.mark.kafka

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from aiops.detect.robust import RobustBank
 from aiops.detect.series import rounds
-from aiops.ingest.decode import decode
 from aiops.ingest.deadletter import MemoryDeadLetter
+from aiops.ingest.decode import decode
 from aiops.ingest.derive import bucket_quantile
 from aiops.ingest.records import WIRE_FORMATS, Decoded, Message, MetricColumns, PointKind
 from aiops.ingest.validate import ValidationPolicy, Validator

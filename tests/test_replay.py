@@ -9,8 +9,8 @@ import warnings
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from aiops.ingest.decode import decode
 from aiops.ingest.deadletter import MemoryDeadLetter
+from aiops.ingest.decode import decode
 from aiops.ingest.replay import ReplaySource
 from aiops.pipeline import Pipeline
 

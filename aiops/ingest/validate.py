@@ -85,11 +85,7 @@ class Validator:
                 ok[i] = False
         for i in np.flatnonzero(~ok):
             rejects.append(Reject(source, offset, self._point_reason(batch, i, lo, hi), batch.row_json(i)))
-        if ok.all():
-            accepted = batch
-        else:
-            accepted = batch.take(ok)
-        return accepted
+        return batch if ok.all() else batch.take(ok)
 
     def _point_reason(self, batch: MetricBatch, i: int, lo: int, hi: int) -> str:
         v = float(batch.values[i])
