@@ -22,8 +22,9 @@ import numpy as np
 from aiops.correlate.changes import ChangeIndex
 from aiops.correlate.contract import Incident
 from aiops.correlate.incidents import IncidentManager
+from aiops.detect.bank import BankConfig, DetectorBank, config_from_json
 from aiops.detect.episodes import Anomaly, EpisodeTracker
-from aiops.detect.robust import RobustBank
+from aiops.detect.policy import DetectionPolicy, PolicyTable
 from aiops.detect.series import SeriesIndex, rounds
 from aiops.errors import StateError
 from aiops.ingest.aggregate import LogMetrics, SpanMetrics
@@ -80,11 +81,14 @@ class Pipeline:
         now_ns: Callable[[], int] = time.time_ns,
         policy: ValidationPolicy | None = None,
         window_s: float = 30.0,
+        bank_config: BankConfig | None = None,
+        detection: DetectionPolicy | None = None,
     ) -> None:
         self.dead_letter = dead_letter
         self.on_incident = on_incident
         self.on_anomaly = on_anomaly
         self._policy, self._now_ns, self._window_s = policy, now_ns, window_s
+        self._bank_config, self._detection = bank_config, detection
         self._install(self._fresh())
 
     def _fresh(self) -> dict[str, Any]:
@@ -96,7 +100,8 @@ class Pipeline:
             "span_metrics": SpanMetrics(self._window_s, self._window_s),
             "log_metrics": LogMetrics(self._window_s, self._window_s),
             "series": SeriesIndex(),
-            "bank": RobustBank(),
+            "bank": DetectorBank(self._bank_config),
+            "policy": PolicyTable(self._detection),
             "episodes": EpisodeTracker(),
             "changes": changes,
             "incidents": IncidentManager(changes),
@@ -109,7 +114,8 @@ class Pipeline:
         self.span_metrics: SpanMetrics = stages["span_metrics"]
         self.log_metrics: LogMetrics = stages["log_metrics"]
         self.series: SeriesIndex = stages["series"]
-        self.bank: RobustBank = stages["bank"]
+        self.bank: DetectorBank = stages["bank"]
+        self.policy: PolicyTable = stages["policy"]
         self.episodes: EpisodeTracker = stages["episodes"]
         self.changes: ChangeIndex = stages["changes"]
         self.incidents: IncidentManager = stages["incidents"]
@@ -164,16 +170,24 @@ class Pipeline:
         self.stats.series_points += len(batch)
         ids = self.series.ids(batch.keys, batch.services)
         keys, services = self.series.keys, self.series.services
+        new = np.asarray(self.policy.extend(keys), dtype=np.int64)
+        self.bank.set_sensitivity(new, self.policy.sensitivity[new])
         for idx in rounds(ids):
-            i, x = ids[idx], batch.values[idx]
-            scores, directions = self.bank.score_batch(i, x)
-            self.bank.learn_batch(i, x)
-            activity = self.episodes.update(i, batch.ts[idx], x, scores, directions, keys, services)
+            i, x, ts = ids[idx], batch.values[idx], batch.ts[idx]
+            scores, directions = self.bank.update(i, ts, x)
+            activity = self.episodes.update(i, ts, x, scores, directions, keys, services, self.policy)
             self.stats.anomalies += len(activity.opened)
             if self.on_anomaly is not None:
                 for a in activity.opened:
                     self.on_anomaly(a)
             self._publish(self.incidents.on_activity(activity, keys))
+
+    def feedback(self, series: str, kind: str) -> None:
+        """An expert's verdict on a series' anomaly (``false_positive`` or ``missed``): retunes that series."""
+        ids = self.series.ids([series], [""]) if series in self.series.index else None
+        if ids is None:
+            raise KeyError(f"unknown series {series!r}")
+        self.bank.feedback(int(ids[0]), kind)
 
     def _publish(self, incidents: list[Incident]) -> None:
         for inc in incidents:
@@ -192,7 +206,7 @@ class Pipeline:
             "series": self.series.state(),
             "changes": self.changes.state(),
             "incidents": self.incidents.state(),
-            "bank_params": self.bank.params(),
+            "bank_config": self.bank.config.to_json(),
             "stats": self.stats.state(),
         }
         arrays = {f"bank.{k}": v for k, v in self.bank.state().items()}
@@ -212,8 +226,10 @@ class Pipeline:
                 version = meta.get("version") if isinstance(meta, dict) else None
                 raise StateError(f"pipeline snapshot version {version!r} is not {SNAPSHOT_VERSION}")
             stages = self._fresh()
+            stages["bank"] = DetectorBank(config_from_json(meta["bank_config"]))
             for name in ("validator", "deriver", "span_metrics", "log_metrics", "series", "changes", "incidents"):
                 stages[name].load_state(meta[name])
+            stages["policy"].extend(stages["series"].keys)
             stages["stats"] = Stats.from_state(meta["stats"])
             for name in ("bank", "episodes"):
                 prefix = f"{name}."

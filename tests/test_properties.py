@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiops.detect.robust import RobustBank
+from aiops.detect.bank import BankConfig, DetectorBank
 from aiops.detect.series import rounds
 from aiops.ingest.deadletter import MemoryDeadLetter
 from aiops.ingest.decode import decode
@@ -197,7 +197,8 @@ def run_pipeline(signal, doc):
                    for sig, doc in base_docs(NEXT + 1).items()])  # fmt: skip
         p.flush()
     n = len(p.series)
-    assert np.isfinite(p.bank.level[:n]).all() and np.isfinite(p.bank.dev[:n]).all()
+    state = p.bank.state()
+    assert all(np.isfinite(state[k][:n]).all() for k in ("mean", "vmean", "vsq", "hi", "lo", "res_hi"))
 
 
 @SETTINGS
@@ -266,16 +267,15 @@ def test_rounds_partition_and_batch_equals_loop(ids, seed):
         rows = np.flatnonzero(ids == sid).tolist()
         assert [pos[i] for i in rows] == sorted(pos[i] for i in rows) and len({pos[i] for i in rows}) == len(rows)
     x = np.random.default_rng(seed).normal(10, 3, len(ids)) * np.where(np.arange(len(ids)) % 9 == 8, 10, 1)
-    a, b = RobustBank(warmup=2, rebaseline_after=3), RobustBank(warmup=2, rebaseline_after=3)
+    ts = T0 + np.arange(len(ids), dtype=np.int64) * STEP
+    a, b = DetectorBank(BankConfig(warmup=2)), DetectorBank(BankConfig(warmup=2))
     looped, batched = np.empty(len(ids)), np.empty(len(ids))
     for k in range(len(ids)):
-        looped[k] = a.score_batch(ids[k : k + 1], x[k : k + 1])[0][0]
-        a.learn_batch(ids[k : k + 1], x[k : k + 1])
+        looped[k] = a.update(ids[k : k + 1], ts[k : k + 1], x[k : k + 1])[0][0]
     for r in rs:
-        batched[r] = b.score_batch(ids[r], x[r])[0]
-        b.learn_batch(ids[r], x[r])
+        batched[r] = b.update(ids[r], ts[r], x[r])[0]
     np.testing.assert_allclose(batched, looped, rtol=0, atol=1e-12)
-    assert ((looped >= 0) & (looped < 1)).all()
+    assert ((looped >= 0) & (looped <= 1)).all()
 
 
 @SETTINGS

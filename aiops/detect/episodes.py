@@ -1,24 +1,19 @@
-"""From per-point flags to anomaly episodes: one event per series per episode.
+"""From per-point scores to anomaly episodes: one event per series per episode.
 
-A series opens an episode after ``min_duration`` flagged points in a row (in the direction the
-metric cares about) and closes it after ``quiet_points`` normal points. Re-seeing the same
-episode (an at-least-once replay, a long incident) never opens a second anomaly.
+A point is flagged when its score reaches 0.5 in a direction the series' policy cares about, or
+when it crosses a hard SLO bound. A series opens an episode after ``min_duration`` flagged points
+in a row and closes it after ``quiet_points`` normal points. Re-seeing the same episode (an
+at-least-once replay, a long incident) never opens a second anomaly.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-_UP_ONLY = re.compile(r"duration|latency|error|cpu|memory|:p\d+|:mean")
-
-
-def default_direction(key: str) -> int:
-    """+1 when only rises matter (latency, errors, saturation), 0 when both ways do (rates)."""
-    return 1 if _UP_ONLY.search(key.split("{", 1)[0]) else 0
+from aiops.detect.policy import PolicyTable
 
 
 @dataclass(slots=True)
@@ -49,37 +44,37 @@ class Activity:
 
 
 class EpisodeTracker:
-    def __init__(self, min_duration: int = 2, quiet_points: int = 3) -> None:
-        self.min_duration = min_duration
+    def __init__(self, quiet_points: int = 3) -> None:
         self.quiet_points = quiet_points
         self.run = np.zeros(0, dtype=np.int64)
         self.quiet = np.zeros(0, dtype=np.int64)
         self.active = np.zeros(0, dtype=bool)
         self.first_ts = np.zeros(0, dtype=np.int64)
-        self.directions = np.zeros(0, dtype=np.int8)  # per series: +1 up only, 0 both
 
-    def _grow(self, size: int, keys: list[str]) -> None:
-        old = len(self.run)
-        if size > old:
-            extra = size - old
+    def _grow(self, size: int) -> None:
+        extra = size - len(self.run)
+        if extra > 0:
             self.run = np.r_[self.run, np.zeros(extra, dtype=np.int64)]
             self.quiet = np.r_[self.quiet, np.zeros(extra, dtype=np.int64)]
             self.active = np.r_[self.active, np.zeros(extra, dtype=bool)]
             self.first_ts = np.r_[self.first_ts, np.zeros(extra, dtype=np.int64)]
-            self.directions = np.r_[self.directions, np.array([default_direction(k) for k in keys[old:size]], dtype=np.int8)]
 
     def update(self, ids: np.ndarray, ts: np.ndarray, values: np.ndarray, scores: np.ndarray,
-               directions: np.ndarray, keys: list[str], services: list[str]) -> Activity:  # fmt: skip
-        """Advance episodes by one round of points (ids unique); ``keys``/``services`` index by id."""
-        self._grow(len(keys), keys)
-        want = self.directions[ids]
-        flag = (scores >= 0.5) & ((want == 0) | (directions == want))
+               directions: np.ndarray, keys: list[str], services: list[str], policy: PolicyTable) -> Activity:  # fmt: skip
+        """Advance episodes by one round of points (ids unique); ``keys``/``services``/``policy`` index by id."""
+        self._grow(len(keys))
+        want = policy.direction[ids]
+        above, below = values > policy.slo_above[ids], values < policy.slo_below[ids]
+        breach = above | below
+        scores = np.where(breach, 1.0, scores)
+        directions = np.where(above, 1, np.where(below, -1, directions)).astype(np.int8)
+        flag = breach | ((scores >= 0.5) & ((want == 0) | (directions == want)))
         run = np.where(flag, self.run[ids] + 1, 0)
         starting = flag & (self.run[ids] == 0)
         self.first_ts[ids[starting]] = ts[starting]
         self.run[ids] = run
         was_active = self.active[ids]
-        opens = flag & ~was_active & (run >= self.min_duration)
+        opens = flag & ~was_active & (run >= policy.min_duration[ids])
         quiet = np.where(flag, 0, self.quiet[ids] + 1)
         self.quiet[ids] = quiet
         closes = was_active & (quiet >= self.quiet_points)
@@ -93,8 +88,8 @@ class EpisodeTracker:
         return Activity(opened, ids[live], ts[live], scores[live])
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"run": self.run, "quiet": self.quiet, "active": self.active, "first_ts": self.first_ts, "directions": self.directions}
+        return {"run": self.run, "quiet": self.quiet, "active": self.active, "first_ts": self.first_ts}
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        for k in ("run", "quiet", "active", "first_ts", "directions"):
+        for k in ("run", "quiet", "active", "first_ts"):
             setattr(self, k, np.array(arrays[k]))

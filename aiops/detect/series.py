@@ -16,6 +16,10 @@ class SeriesIndex:
     def __len__(self) -> int:
         return len(self.keys)
 
+    @property
+    def index(self) -> dict[str, int]:
+        return self._ids
+
     def ids(self, keys: list[str], services: list[str]) -> np.ndarray:
         get = self._ids.get
         out = np.empty(len(keys), dtype=np.int64)

@@ -1,0 +1,229 @@
+"""The detector bank: thousands of series in numpy arrays, one call per batch.
+
+The question each point answers is "has this series ever done this before?" Per series the bank
+keeps the extremes its history has reached, on several views of the data:
+
+- the value and its moving averages over ~3, ~10 and ~30 points (spikes and dips, level shifts
+  and slow drifts out of the usual band, each at the time scale it shows first);
+- the residual from an hour-of-day profile learned online (a daily pattern that breaks while
+  staying inside the usual band).
+
+A point's *excess* is how far it lands beyond the extreme of a view, as a share of that view's
+historical range; its score is ``1 - 2 ** (-excess / half_excess)``: 0.5 when the series leaves
+its known range by ``half_excess`` (6 % by default) and rising smoothly with how far it goes
+(reaching 1.0 only in float rounding, for excesses of many ranges). Being relative to each series' own range, the score is calibrated per series:
+a noisy series has a wide range and pages less. Extremes forget slowly (``forget`` per point),
+so a series that moved to a new normal long ago is judged against its recent history; an
+anomaly that widened the range makes the next, similar one less novel, which is what an operator
+who already saw the first would want too.
+
+This is extreme-value reasoning in its plainest form: the probability that an exchangeable
+series sets a new record at point n is 1/n, so records get rarer as a series ages and a record by
+a clear margin is strong evidence of change. Everything is scored before it is learned;
+:meth:`DetectorBank.score_batch` never mutates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+_NS_HOUR = 3_600_000_000_000
+
+
+@dataclass(frozen=True)
+class BankConfig:
+    """One configuration for every series; per-series sensitivity comes from policy and feedback."""
+
+    warmup: int = 100  # points of history before any score
+    windows: tuple[int, ...] = (3, 10, 30)  # moving-average views, in points (EWMA, alpha = 2 / (w + 1))
+    vol_windows: tuple[int, ...] = (30,)  # moving-std views (EW), in points
+    half_excess: float = 0.06  # excess beyond the known range (share of the range) that scores 0.5
+    forget: float = 1e-5  # per point, extremes move back toward the range by this share of it
+    season_alpha: float = 0.1  # hour-of-day profile: weight of the newest visit to a bin
+    rel_floor: float = 1e-6  # a range is never narrower than this share of the value's magnitude
+    abs_floor: float = 1e-12
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def layout(self) -> dict[str, tuple[Any, tuple[int, ...]]]:
+        """State arrays: name -> (dtype, per-series shape)."""
+        views = 1 + len(self.windows) + len(self.vol_windows)
+        return {
+            "n": (np.int32, ()),
+            "mean": (np.float64, (len(self.windows),)),  # EWMAs of the value
+            "vmean": (np.float64, (len(self.vol_windows),)),  # EW means and mean squares, for EW std
+            "vsq": (np.float64, (len(self.vol_windows),)),
+            "hi": (np.float64, (views,)),  # highest each view has been (slowly forgotten)
+            "lo": (np.float64, (views,)),
+            "hour": (np.float32, (24,)),  # hour-of-day profile
+            "hour_seen": (np.int32, ()),  # bit h: hour h has been visited (the profile is defined)
+            "res_hi": (np.float64, ()),  # largest |residual| from the profile so far
+            "sens": (np.float32, ()),  # > 1 alerts on smaller excesses: from policy and feedback
+        }
+
+
+class DetectorBank:
+    """Vectorized online anomaly detection for many series.
+
+    >>> bank = DetectorBank(BankConfig(warmup=10))
+    >>> ids, rng = np.array([0]), np.random.default_rng(0)
+    >>> for i in range(200):
+    ...     _ = bank.update(ids, np.array([i * 60_000_000_000]), np.array([10 + rng.normal()]))
+    >>> score, direction = bank.score_batch(ids, np.array([200 * 60_000_000_000]), np.array([30.0]))
+    >>> bool(score[0] > 0.5), int(direction[0])
+    (True, 1)
+    """
+
+    VERSION = 2
+
+    def __init__(self, config: BankConfig | None = None) -> None:
+        self.config = config or BankConfig()
+        self._layout = self.config.layout()
+        self._alphas = np.array([2.0 / (w + 1) for w in self.config.windows])
+        self._valphas = np.array([2.0 / (w + 1) for w in self.config.vol_windows])
+        self.size = 0
+        self.arrays: dict[str, np.ndarray] = {
+            k: np.zeros((0, *shape), dtype=dt) for k, (dt, shape) in self._layout.items()
+        }
+
+    def _grow(self, size: int) -> None:
+        cap = len(self.arrays["n"])
+        if size > cap:
+            new_cap = max(size, 2 * cap, 64)
+            for k, (dt, shape) in self._layout.items():
+                grown = np.zeros((new_cap, *shape), dtype=dt)
+                grown[:cap] = self.arrays[k]
+                if k == "sens":
+                    grown[cap:] = 1.0
+                self.arrays[k] = grown
+        self.size = max(self.size, size)
+
+    def nbytes_per_series(self) -> int:
+        return sum(a.itemsize * int(np.prod(a.shape[1:], dtype=np.int64)) for a in self.arrays.values())
+
+    # --- the model ------------------------------------------------------------------------------
+    def _views(self, ids: np.ndarray, ts: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Every view of this point, with the state it is judged against (nothing written)."""
+        A = self.arrays
+        n = A["n"][ids]
+        old = (n > 0)[:, None]
+        xc = x[:, None]
+        mean = np.where(old, (1 - self._alphas) * A["mean"][ids] + self._alphas * xc, xc)
+        vmean = np.where(old, (1 - self._valphas) * A["vmean"][ids] + self._valphas * xc, xc)
+        vsq = np.where(old, (1 - self._valphas) * A["vsq"][ids] + self._valphas * xc * xc, xc * xc)
+        std = np.sqrt(np.maximum(vsq - vmean * vmean, 0.0))
+        views = np.concatenate([xc, mean, std], axis=1)
+        hour = ((ts // _NS_HOUR) % 24).astype(np.intp)
+        seen = (A["hour_seen"][ids] >> hour) & 1 == 1
+        profile = A["hour"][ids, hour].astype(np.float64)
+        residual = np.where(seen, x - profile, np.nan)  # NaN while this hour has never been seen
+        return {"n": n, "mean": mean, "vmean": vmean, "vsq": vsq, "views": views, "hour": hour, "profile": profile,
+                "seen": seen, "residual": residual}  # fmt: skip
+
+    def _excess(self, ids: np.ndarray, v: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(excess beyond the known range, direction) per point; 0 inside the range."""
+        c, A = self.config, self.arrays
+        hi, lo = A["hi"][ids], A["lo"][ids]
+        views = v["views"]
+        floor = np.maximum(c.rel_floor * np.abs(views), c.abs_floor)
+        span = np.maximum(hi - lo, floor)
+        up = (views - hi) / span
+        down = (lo - views) / span
+        res_hi = A["res_hi"][ids]
+        res = np.abs(v["residual"])
+        daily = np.where(np.isnan(res), 0.0, (res - res_hi) / np.maximum(res_hi, floor[:, 0]))
+        all_ex = np.concatenate([up, down, daily[:, None]], axis=1)
+        best = np.argmax(all_ex, axis=1)
+        excess = np.maximum(all_ex[np.arange(len(ids)), best], 0.0)
+        k = up.shape[1]
+        direction = np.where(best < k, 1, np.where(best < 2 * k, -1, np.where(v["residual"] >= 0, 1, -1)))
+        return excess, direction.astype(np.int8)
+
+    # --- the contract ---------------------------------------------------------------------------
+    def score_batch(self, ids: np.ndarray, ts: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(score in [0, 1], direction +1/-1) per point (ids unique), from state as it is."""
+        if len(ids) == 0:
+            return np.zeros(0), np.zeros(0, dtype=np.int8)
+        self._grow(int(ids.max()) + 1)
+        v = self._views(ids, ts, x)
+        excess, direction = self._excess(ids, v)
+        half = self.config.half_excess / self.arrays["sens"][ids]
+        score = np.where(v["n"] >= self.config.warmup, 1.0 - np.exp2(-excess / half), 0.0)
+        return score, direction
+
+    def learn_batch(self, ids: np.ndarray, ts: np.ndarray, x: np.ndarray) -> None:
+        """Learn one point per series (ids unique within the call)."""
+        if len(ids) == 0:
+            return
+        c, A = self.config, self.arrays
+        self._grow(int(ids.max()) + 1)
+        v = self._views(ids, ts, x)
+        first = (v["n"] == 0)[:, None]
+        views = v["views"]
+        hi, lo = A["hi"][ids], A["lo"][ids]
+        shrink = c.forget * (hi - lo)
+        A["hi"][ids] = np.where(first, views, np.maximum(views, hi - shrink))
+        A["lo"][ids] = np.where(first, views, np.minimum(views, lo + shrink))
+        A["mean"][ids] = v["mean"]
+        A["vmean"][ids] = v["vmean"]
+        A["vsq"][ids] = v["vsq"]
+        res = np.abs(v["residual"])
+        seen = ~np.isnan(res)
+        res_hi = A["res_hi"][ids]
+        A["res_hi"][ids] = np.where(seen, np.maximum(res, res_hi * (1 - c.forget)), res_hi)
+        profile = v["profile"]
+        A["hour"][ids, v["hour"]] = np.where(v["seen"], profile + c.season_alpha * (x - profile), x)
+        A["hour_seen"][ids] |= (1 << v["hour"]).astype(np.int32)
+        A["n"][ids] = v["n"] + 1
+
+    def update(self, ids: np.ndarray, ts: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Score then learn one point per series: the streaming step."""
+        out = self.score_batch(ids, ts, x)
+        self.learn_batch(ids, ts, x)
+        return out
+
+    # --- sensitivity ----------------------------------------------------------------------------
+    def set_sensitivity(self, ids: np.ndarray, values: np.ndarray) -> None:
+        """Per-series sensitivity from configuration (> 1: alert on smaller excesses)."""
+        if len(ids):
+            self._grow(int(ids.max()) + 1)
+            self.arrays["sens"][ids] = values
+
+    def feedback(self, series_id: int, kind: str, factor: float = 2.0) -> None:
+        """An expert's verdict: ``false_positive`` makes the series need a larger excess to alert,
+        ``missed`` a smaller one; bounded to [1/64, 64] times the configured sensitivity."""
+        self._grow(series_id + 1)
+        sens = self.arrays["sens"]
+        if kind == "false_positive":
+            sens[series_id] = max(float(sens[series_id]) / factor, 1 / 64)
+        elif kind == "missed":
+            sens[series_id] = min(float(sens[series_id]) * factor, 64.0)
+        else:
+            raise ValueError(f"feedback kind must be 'false_positive' or 'missed', not {kind!r}")
+
+    # --- state ----------------------------------------------------------------------------------
+    def state(self) -> dict[str, np.ndarray]:
+        return {k: a[: self.size] for k, a in self.arrays.items()}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        missing = set(self._layout) - set(arrays)
+        if missing:
+            raise KeyError(f"detector state lacks {sorted(missing)}")
+        size = len(arrays["n"])
+        for k, (_, shape) in self._layout.items():
+            if np.shape(arrays[k]) != (size, *shape):
+                raise ValueError(f"detector state {k!r} has shape {np.shape(arrays[k])}, expected {(size, *shape)}")
+        self.arrays = {k: np.array(arrays[k], dtype=dt) for k, (dt, _) in self._layout.items()}
+        self.size = size
+
+
+def config_from_json(values: dict[str, Any]) -> BankConfig:
+    known = {f.name for f in fields(BankConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown detector settings {sorted(unknown)}")
+    return BankConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

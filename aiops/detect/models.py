@@ -1,0 +1,103 @@
+"""Versioned detector state under ``models/``: ``<bank>/v<N>.npz`` (arrays) + ``v<N>.json`` (metadata).
+
+Plain arrays and JSON only, loaded with ``allow_pickle=False``, so a model file from elsewhere
+can be inspected and cannot run code. Each version records what produced it (code version,
+configuration), what it covers (series count, event-time window) and when. A loader per
+format version; an unknown version is refused, never guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aiops import __version__
+from aiops.detect.bank import DetectorBank, config_from_json
+from aiops.errors import StateError
+
+FORMAT_VERSION = 1
+_VERSION_FILE = re.compile(r"v(\d+)\.json$")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    bank: str
+    version: int
+    path: Path
+    meta: dict[str, Any]
+
+
+def versions(models_dir: str | Path, bank: str) -> list[int]:
+    folder = Path(models_dir) / bank
+    if not folder.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _VERSION_FILE.match(p.name)))
+
+
+def save_bank(
+    models_dir: str | Path,
+    bank_name: str,
+    bank: DetectorBank,
+    series_keys: list[str],
+    data_window: tuple[int, int] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> ModelInfo:
+    """Write the next version atomically (temp file + rename) and return where it went."""
+    folder = Path(models_dir) / bank_name
+    folder.mkdir(parents=True, exist_ok=True)
+    version = (versions(models_dir, bank_name) or [0])[-1] + 1
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "bank_version": DetectorBank.VERSION,
+        "code_version": __version__,
+        "created_unix": time.time(),
+        "series_count": bank.size,
+        "data_window_unix_nano": list(data_window) if data_window else None,
+        "config": bank.config.to_json(),
+        "series_keys": series_keys[: bank.size],
+        **(extra or {}),
+    }
+    arrays_path = folder / f"v{version}.npz"
+    tmp = folder / f".v{version}.npz.tmp"
+    with tmp.open("wb") as fh:
+        np.savez_compressed(fh, **bank.state())
+    os.replace(tmp, arrays_path)
+    meta_tmp = folder / f".v{version}.json.tmp"
+    meta_tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(meta_tmp, folder / f"v{version}.json")  # the metadata file makes a version visible
+    return ModelInfo(bank_name, version, arrays_path, meta)
+
+
+def load_bank(models_dir: str | Path, bank_name: str, version: int | None = None) -> tuple[DetectorBank, list[str], ModelInfo]:
+    """The given (default: latest) version as a live bank plus the series keys its rows belong to."""
+    known = versions(models_dir, bank_name)
+    if not known:
+        raise StateError(f"no saved versions of bank {bank_name!r} under {models_dir}")
+    version = known[-1] if version is None else version
+    folder = Path(models_dir) / bank_name
+    try:
+        meta = json.loads((folder / f"v{version}.json").read_text())
+    except (OSError, ValueError) as e:
+        raise StateError(f"bank {bank_name!r} v{version}: unreadable metadata: {e}") from e
+    if meta.get("format_version") != FORMAT_VERSION or meta.get("bank_version") != DetectorBank.VERSION:
+        raise StateError(
+            f"bank {bank_name!r} v{version} has format {meta.get('format_version')!r}/bank "
+            f"{meta.get('bank_version')!r}; this code reads {FORMAT_VERSION}/{DetectorBank.VERSION}"
+        )
+    try:
+        bank = DetectorBank(config_from_json(meta["config"]))
+        with np.load(folder / f"v{version}.npz", allow_pickle=False) as z:
+            bank.load_state({k: z[k] for k in z.files})
+    except (OSError, ValueError, KeyError) as e:
+        raise StateError(f"bank {bank_name!r} v{version}: unreadable arrays: {e}") from e
+    keys = list(meta.get("series_keys", []))
+    if len(keys) != bank.size:
+        raise StateError(f"bank {bank_name!r} v{version}: {len(keys)} series keys for {bank.size} rows")
+    return bank, keys, ModelInfo(bank_name, version, folder / f"v{version}.npz", meta)
