@@ -40,8 +40,9 @@ def test_replay_writes_contract_incidents_and_a_summary(shop: Path, tmp_path: Pa
         assert rec["root_causes"] and rec["anomalies"]
         assert rec["opened_at_unix_nano"] <= rec["updated_at_unix_nano"]
     truth = json.loads((shop / "truth.json").read_text())
-    first_onset = min(t["onset_unix_nano"] for t in truth)
-    assert min(r["opened_at_unix_nano"] for r in lines) >= first_onset - 60 * 10**9, "incident before any fault"
+    opened = sorted({r["opened_at_unix_nano"] for r in lines})
+    caught = [t for t in truth if any(0 <= o - t["onset_unix_nano"] <= 180 * 10**9 for o in opened)]
+    assert len(caught) >= len(truth) - 1, f"faults without an incident within 3 min: {truth} vs {opened}"
     summary = dict(line.split(": ", 1) for line in r.stderr.splitlines() if ": " in line and not line.startswith(" "))
     assert int(summary["messages"]) > 0 and int(summary["bad_records"]) == 0
     assert int(summary["incidents"]) == len({rec["id"] for rec in lines})

@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 import aiops.sim as sim_pkg
 from aiops.sim import (
+    DEFAULT_LEAD_IN_SECONDS,
     FaultSpec,
     SimMessage,
     Simulator,
@@ -419,7 +420,9 @@ def test_default_scenario_spacing() -> None:
     sim = default_scenario(START)
     truth = sim.truth
     assert {t["fault"] for t in truth} >= {"latency", "bad_release", "memory_leak", "crash"}
-    assert 180 * NS <= truth[0]["onset_unix_nano"] - START <= 300 * NS
+    lead = int(DEFAULT_LEAD_IN_SECONDS) * NS
+    assert lead + 180 * NS <= truth[0]["onset_unix_nano"] - START <= lead + 300 * NS
+    assert default_scenario(START, lead_in_s=0).truth[0]["onset_unix_nano"] == truth[0]["onset_unix_nano"] - lead
     for prev, nxt in zip(truth, truth[1:]):
         assert nxt["onset_unix_nano"] - prev["end_unix_nano"] >= 300 * NS
     for n in (1, 3, 5, 12):

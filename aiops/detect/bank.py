@@ -37,10 +37,11 @@ _NS_HOUR = 3_600_000_000_000
 class BankConfig:
     """One configuration for every series; per-series sensitivity comes from policy and feedback."""
 
-    warmup: int = 100  # points of history before any score
+    warmup: int = 30  # points of history before any score
     windows: tuple[int, ...] = (3, 10, 30)  # moving-average views, in points (EWMA, alpha = 2 / (w + 1))
     vol_windows: tuple[int, ...] = (30,)  # moving-std views (EW), in points
     half_excess: float = 0.06  # excess beyond the known range (share of the range) that scores 0.5
+    young: float = 100.0  # a series with n points needs (1 + young / n) times the excess: records are common early
     forget: float = 1e-5  # per point, extremes move back toward the range by this share of it
     season_alpha: float = 0.1  # hour-of-day profile: weight of the newest visit to a bin
     rel_floor: float = 1e-6  # a range is never narrower than this share of the value's magnitude
@@ -151,8 +152,9 @@ class DetectorBank:
         self._grow(int(ids.max()) + 1)
         v = self._views(ids, ts, x)
         excess, direction = self._excess(ids, v)
-        half = self.config.half_excess / self.arrays["sens"][ids]
-        score = np.where(v["n"] >= self.config.warmup, 1.0 - np.exp2(-excess / half), 0.0)
+        c = self.config
+        half = c.half_excess * (1.0 + c.young / np.maximum(v["n"], 1)) / self.arrays["sens"][ids]
+        score = np.where(v["n"] >= c.warmup, 1.0 - np.exp2(-excess / half), 0.0)
         return score, direction
 
     def learn_batch(self, ids: np.ndarray, ts: np.ndarray, x: np.ndarray) -> None:

@@ -8,6 +8,7 @@ every run carries ground truth for scoring detection and root-cause ranking.
 from .faults import DEFAULT_MAGNITUDE, FAULT_KINDS, FaultKind, FaultSpec
 from .replay import write_replay
 from .simulator import (
+    DEFAULT_LEAD_IN_SECONDS,
     DEFAULT_SCENARIO_SECONDS,
     DEFAULT_START_UNIX_NANO,
     SimMessage,
@@ -17,6 +18,7 @@ from .simulator import (
 from .topology import Edge, Service, Topology, build_topology
 
 __all__ = [
+    "DEFAULT_LEAD_IN_SECONDS",
     "DEFAULT_MAGNITUDE",
     "DEFAULT_SCENARIO_SECONDS",
     "DEFAULT_START_UNIX_NANO",

@@ -222,15 +222,17 @@ _SCENARIO: list[tuple[str, list[str], float, float, float]] = [
     ("memory_leak", ["recommendation", "catalog", "cart"], 1440.0, 420.0, 0.95),
     ("crash", ["payment", "currency", "shipping", "checkout"], 2220.0, 180.0, 1.0),
 ]
-DEFAULT_SCENARIO_SECONDS = 2700.0
+DEFAULT_LEAD_IN_SECONDS = 600.0  # calm traffic first, so detectors have a baseline (30 scrapes and more)
+DEFAULT_SCENARIO_SECONDS = 2700.0 + DEFAULT_LEAD_IN_SECONDS
 
 
 def default_scenario(
     start_unix_nano: int = DEFAULT_START_UNIX_NANO, n_services: int = 8, seed: int = 0,
-    **kwargs: Any,
+    lead_in_s: float = DEFAULT_LEAD_IN_SECONDS, **kwargs: Any,
 ) -> Simulator:
-    """A 45-minute scenario: postgres latency, a bad release, a memory leak, then a crash.
+    """A 55-minute scenario: postgres latency, a bad release, a memory leak, then a crash.
 
+    ``lead_in_s`` of calm traffic come before the 45-minute fault schedule.
     Targets fall back to other services when the graph is too small to hold the preferred ones.
     ``kwargs`` go to :class:`Simulator` (e.g. ``step_seconds``, ``benign_deploys_per_hour``).
     """
@@ -243,5 +245,5 @@ def default_scenario(
         pool += [c for c in candidates if c not in used] or candidates
         target = pool[0]
         used.add(target)
-        faults.append(FaultSpec(target, kind, start, duration, mag))  # type: ignore[arg-type]
+        faults.append(FaultSpec(target, kind, start + lead_in_s, duration, mag))  # type: ignore[arg-type]
     return Simulator(n_services, seed, start_unix_nano, faults=faults, topology=topo, **kwargs)
