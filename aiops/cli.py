@@ -15,6 +15,7 @@ from typing import TextIO
 from aiops import __version__
 from aiops.config import load_settings
 from aiops.correlate.contract import Incident
+from aiops.detect.models import versions
 from aiops.errors import AiopsError
 from aiops.ingest.deadletter import FileDeadLetter, MemoryDeadLetter
 from aiops.ingest.records import WIRE_FORMATS
@@ -81,6 +82,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         out.write(inc.model_dump_json() + "\n")
 
     pipeline = Pipeline(dead_letter, write)
+    if args.models and versions(args.models, "metrics"):
+        info = pipeline.load_models(args.models)
+        print(f"detectors warm-started from {info.path} ({info.meta['series_count']} series)", file=sys.stderr)
     progress = _Progress()
     t0 = time.perf_counter()
     try:
@@ -98,6 +102,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             out.close()
     print(_summary(pipeline.stats, time.perf_counter() - t0), file=sys.stderr)
     print(f"dead letters: {dl_path}", file=sys.stderr)
+    if args.models:
+        print(f"detectors saved: {pipeline.save_models(args.models).path}", file=sys.stderr)
     return 0
 
 
@@ -172,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="incidents JSONL (default: stdout)")
     r.add_argument("--dead-letter", help="refused records JSONL (default: deadletter.jsonl beside --out)")
     r.add_argument("--batch-size", type=int, default=256)
+    r.add_argument("--models", help="models/ folder: warm-start detectors from its latest version, save a new one at the end")
     r.set_defaults(func=cmd_replay)
 
     u = sub.add_parser("run", help="the service: Kafka in, incidents out (settings: --config and AIOPS_*)")

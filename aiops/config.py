@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = 10_000
     kafka_max_poll_records: int = 2000
     checkpoint_interval_s: float = 5.0  # state + offsets are stored, then committed, this often
+    model_save_interval_s: float = 3600.0  # a new detector version under DATA_DIR/models this often
     data_dir: Path = Path("data")
     port: int = 8080
     slack_webhook_url: str | None = None

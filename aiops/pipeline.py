@@ -13,6 +13,7 @@ import io
 import json
 import time
 from collections import Counter
+from pathlib import Path
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from aiops.correlate.contract import Incident
 from aiops.correlate.incidents import IncidentManager
 from aiops.detect.bank import BankConfig, DetectorBank, config_from_json
 from aiops.detect.episodes import Anomaly, EpisodeTracker
+from aiops.detect.models import ModelInfo, load_bank, save_bank
 from aiops.detect.policy import DetectionPolicy, PolicyTable
 from aiops.detect.series import SeriesIndex, rounds
 from aiops.errors import StateError
@@ -48,6 +50,7 @@ class Stats:
     rejects: int = 0
     no_value_points: int = 0
     anomalies: int = 0
+    first_ts: int = 0  # event time of the first metric point: the start of the data window
     incident_ids: set[str] = field(default_factory=set)
     reasons: Counter[str] = field(default_factory=Counter)
 
@@ -140,6 +143,8 @@ class Pipeline:
             if d.logs:
                 self.log_metrics.add(d.logs, msg.source, msg.offset, late)
         raw = MetricBatch.concat(metrics)
+        if len(raw) and not self.stats.first_ts:
+            self.stats.first_ts = int(raw.ts.min())
         self.stats.points += len(raw) + len(histograms)
         self.stats.logs += len(logs)
         self.stats.spans += len(spans)
@@ -193,6 +198,23 @@ class Pipeline:
         for inc in incidents:
             self.stats.incident_ids.add(inc.id)
             self.on_incident(inc)
+
+    # --- models/ ------------------------------------------------------------------------------
+    def save_models(self, models_dir: str | Path, bank_name: str = "metrics") -> ModelInfo:
+        """Write the detector bank as the next version under ``models_dir/bank_name``."""
+        window = (self.stats.first_ts, self.validator.watermark) if self.stats.first_ts else None
+        return save_bank(models_dir, bank_name, self.bank, self.series.keys, window)
+
+    def load_models(self, models_dir: str | Path, bank_name: str = "metrics", version: int | None = None) -> ModelInfo:
+        """Warm-start a fresh pipeline's detectors from a saved version (its series keep their rows)."""
+        if len(self.series):
+            raise StateError("load_models needs a fresh pipeline: series are already being tracked")
+        bank, keys, info = load_bank(models_dir, bank_name, version)
+        services = [k.split("/", 1)[0] for k in keys]
+        self.series.load_state({"keys": keys, "services": services})
+        self.bank = bank
+        self.policy.extend(keys)
+        return info
 
     # --- state -------------------------------------------------------------------------------
     def snapshot(self) -> bytes:

@@ -16,6 +16,7 @@ from kafka import KafkaProducer
 
 from aiops.config import Settings
 from aiops.correlate.contract import Incident
+from aiops.detect.models import versions
 from aiops.detect.episodes import Anomaly
 from aiops.ingest.deadletter import KafkaDeadLetter
 from aiops.ingest.kafka import KafkaSource
@@ -45,16 +46,19 @@ class Service:
         pipeline = Pipeline(KafkaDeadLetter(producer, s.kafka_deadletter_topic), self._incident, self._anomalies.append)
         saved = store.checkpoint(CHECKPOINT)
         resume: dict[str, int] = {}
+        models = s.data_dir / "models"
         if saved is not None:
             pipeline.restore(saved[0])
             resume = saved[1]
             log.info("resumed from checkpoint at offsets %s", resume)
+        elif versions(models, "metrics"):
+            log.info("no checkpoint: detectors warm-started from %s", pipeline.load_models(models).path)
         topics = s.topic_signals()
         source = KafkaSource(s.kafka_bootstrap, s.kafka_group, topics, {t: s.topic_format(t) for t in topics},
                              s.kafka_session_timeout_ms, s.kafka_max_poll_records)  # fmt: skip
         source.open(resume)
         offsets = dict(resume)
-        last = time.monotonic()
+        last = last_model = time.monotonic()
         dirty = False
         try:
             while not stop.is_set():
@@ -65,8 +69,13 @@ class Service:
                 if dirty and time.monotonic() - last >= s.checkpoint_interval_s:
                     offsets = self._checkpoint(store, pipeline, source, offsets)
                     dirty, last = False, time.monotonic()
+                if time.monotonic() - last_model >= s.model_save_interval_s and len(pipeline.series):
+                    log.info("detectors saved: %s", pipeline.save_models(models).path)
+                    last_model = time.monotonic()
             if dirty:
                 self._checkpoint(store, pipeline, source, offsets)
+            if len(pipeline.series):
+                log.info("detectors saved: %s", pipeline.save_models(models).path)
         finally:
             source.close()
             producer.close()

@@ -88,3 +88,15 @@ def test_run_refuses_unknown_settings(tmp_path: Path) -> None:
 def test_simulated_truth_is_what_the_replay_folder_says(shop: Path) -> None:
     sim: Simulator = default_scenario(seed=3)
     assert json.loads((shop / "truth.json").read_text()) == [t for t in sim.truth if t["onset_unix_nano"] < sim.start_unix_nano + 1800 * 10**9]
+
+
+def test_replay_saves_versioned_detectors_and_warm_starts_from_them(shop: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    first = _aiops("replay", str(shop / "metrics.jsonl"), "--out", str(tmp_path / "a.jsonl"), "--models", str(models))
+    assert first.returncode == 0, first.stderr
+    assert "warm-started" not in first.stderr and (models / "metrics" / "v1.npz").exists()
+    meta = json.loads((models / "metrics" / "v1.json").read_text())
+    assert meta["series_count"] == len(meta["series_keys"]) > 0 and meta["data_window_unix_nano"][0] > 0
+    second = _aiops("replay", str(shop / "metrics.jsonl"), "--out", str(tmp_path / "b.jsonl"), "--models", str(models))
+    assert second.returncode == 0, second.stderr
+    assert "warm-started from" in second.stderr and (models / "metrics" / "v2.npz").exists()
