@@ -5,21 +5,24 @@ keeps the extremes its history has reached, on several views of the data:
 
 - the value and its moving averages over ~3, ~10 and ~30 points (spikes and dips, level shifts
   and slow drifts out of the usual band, each at the time scale it shows first);
+- its moving standard deviation over ~30 points (noise that grows, or vanishes);
 - the residual from an hour-of-day profile learned online (a daily pattern that breaks while
   staying inside the usual band).
 
 A point's *excess* is how far it lands beyond the extreme of a view, as a share of that view's
-historical range; its score is ``1 - 2 ** (-excess / half_excess)``: 0.5 when the series leaves
-its known range by ``half_excess`` (6 % by default) and rising smoothly with how far it goes
-(reaching 1.0 only in float rounding, for excesses of many ranges). Being relative to each series' own range, the score is calibrated per series:
-a noisy series has a wide range and pages less. Extremes forget slowly (``forget`` per point),
-so a series that moved to a new normal long ago is judged against its recent history; an
-anomaly that widened the range makes the next, similar one less novel, which is what an operator
-who already saw the first would want too.
+historical range; its score is ``1 - 2 ** (-excess / half)``, with ``half = half_excess * (1 +
+young / n)``: 0.5 when a series with a long history leaves its known range by ``half_excess``
+(6 % by default), rising smoothly with how far it goes. Being relative to each series' own
+range, the score is calibrated per series: a noisy series has a wide range and pages less.
+Extremes forget slowly (``forget`` per point), so a series that moved to a new normal long ago
+is judged against its recent history; an anomaly that widened the range makes the next, similar
+one less novel, which is what an operator who already saw the first would want too.
 
-This is extreme-value reasoning in its plainest form: the probability that an exchangeable
-series sets a new record at point n is 1/n, so records get rarer as a series ages and a record by
-a clear margin is strong evidence of change. Everything is scored before it is learned;
+This is extreme-value reasoning in its plainest form: the chance that an exchangeable series
+sets a new record at point n is 1/n, so records get rarer as a series ages (hence the ``young``
+margin) and a record by a clear margin is strong evidence of change. On NAB this beat a
+SPOT-style peaks-over-threshold tail model on standardized residuals, which we built first
+(benchmarks/README.md has both figures). Everything is scored before it is learned;
 :meth:`DetectorBank.score_batch` never mutates.
 """
 
@@ -40,7 +43,6 @@ class BankConfig:
     warmup: int = 30  # points of history before any score
     windows: tuple[int, ...] = (3, 10, 30)  # moving-average views, in points (EWMA, alpha = 2 / (w + 1))
     vol_windows: tuple[int, ...] = (30,)  # moving-std views (EW), in points
-    dev_windows: tuple[int, ...] = ()  # views of the value minus its moving average (EW), in points
     half_excess: float = 0.06  # excess beyond the known range (share of the range) that scores 0.5
     young: float = 100.0  # a series with n points needs (1 + young / n) times the excess: records are common early
     forget: float = 1e-5  # per point, extremes move back toward the range by this share of it
@@ -53,13 +55,12 @@ class BankConfig:
 
     def layout(self) -> dict[str, tuple[Any, tuple[int, ...]]]:
         """State arrays: name -> (dtype, per-series shape)."""
-        views = 1 + len(self.windows) + len(self.vol_windows) + len(self.dev_windows)
+        views = 1 + len(self.windows) + len(self.vol_windows)
         return {
             "n": (np.int32, ()),
             "mean": (np.float64, (len(self.windows),)),  # EWMAs of the value
             "vmean": (np.float64, (len(self.vol_windows),)),  # EW means and mean squares, for EW std
             "vsq": (np.float64, (len(self.vol_windows),)),
-            "dmean": (np.float64, (len(self.dev_windows),)),  # EWMAs the deviation views subtract
             "hi": (np.float64, (views,)),  # highest each view has been (slowly forgotten)
             "lo": (np.float64, (views,)),
             "hour": (np.float32, (24,)),  # hour-of-day profile
@@ -88,7 +89,6 @@ class DetectorBank:
         self._layout = self.config.layout()
         self._alphas = np.array([2.0 / (w + 1) for w in self.config.windows])
         self._valphas = np.array([2.0 / (w + 1) for w in self.config.vol_windows])
-        self._dalphas = np.array([2.0 / (w + 1) for w in self.config.dev_windows])
         self.size = 0
         self.arrays: dict[str, np.ndarray] = {
             k: np.zeros((0, *shape), dtype=dt) for k, (dt, shape) in self._layout.items()
@@ -120,15 +120,12 @@ class DetectorBank:
         vmean = np.where(old, (1 - self._valphas) * A["vmean"][ids] + self._valphas * xc, xc)
         vsq = np.where(old, (1 - self._valphas) * A["vsq"][ids] + self._valphas * xc * xc, xc * xc)
         std = np.sqrt(np.maximum(vsq - vmean * vmean, 0.0))
-        dmean = A["dmean"][ids]
-        dev = np.where(old, xc - dmean, 0.0)  # against the average before this point
-        dmean = np.where(old, (1 - self._dalphas) * dmean + self._dalphas * xc, xc)
-        views = np.concatenate([xc, mean, std, dev], axis=1)
+        views = np.concatenate([xc, mean, std], axis=1)
         hour = ((ts // _NS_HOUR) % 24).astype(np.intp)
         seen = (A["hour_seen"][ids] >> hour) & 1 == 1
         profile = A["hour"][ids, hour].astype(np.float64)
         residual = np.where(seen, x - profile, np.nan)  # NaN while this hour has never been seen
-        return {"n": n, "mean": mean, "vmean": vmean, "vsq": vsq, "dmean": dmean, "views": views, "hour": hour, "profile": profile,
+        return {"n": n, "mean": mean, "vmean": vmean, "vsq": vsq, "views": views, "hour": hour, "profile": profile,
                 "seen": seen, "residual": residual}  # fmt: skip
 
     def _excess(self, ids: np.ndarray, v: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -179,7 +176,6 @@ class DetectorBank:
         A["mean"][ids] = v["mean"]
         A["vmean"][ids] = v["vmean"]
         A["vsq"][ids] = v["vsq"]
-        A["dmean"][ids] = v["dmean"]
         res = np.abs(v["residual"])
         seen = ~np.isnan(res)
         res_hi = A["res_hi"][ids]
