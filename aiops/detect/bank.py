@@ -63,10 +63,11 @@ class BankConfig:
             "vsq": (np.float64, (len(self.vol_windows),)),
             "hi": (np.float64, (views,)),  # highest each view has been (slowly forgotten)
             "lo": (np.float64, (views,)),
-            "hour": (np.float32, (24,)),  # hour-of-day profile
+            "hour": (np.float64, (24,)),  # hour-of-day profile
             "hour_seen": (np.int32, ()),  # bit h: hour h has been visited (the profile is defined)
             "res_hi": (np.float64, ()),  # largest |residual| from the profile so far
-            "sens": (np.float32, ()),  # > 1 alerts on smaller excesses: from policy and feedback
+            "sens": (np.float32, ()),  # > 1 alerts on smaller excesses: from configuration (policy)
+            "fb": (np.float32, ()),  # and from expert feedback, within [1/64, 64]
         }
 
 
@@ -94,17 +95,19 @@ class DetectorBank:
             k: np.zeros((0, *shape), dtype=dt) for k, (dt, shape) in self._layout.items()
         }
 
-    def _grow(self, size: int) -> None:
+    def _grow(self, size: int, track: bool = True) -> None:
+        """Make room for ids < size; ``track`` also counts them as series (reads never do)."""
         cap = len(self.arrays["n"])
         if size > cap:
             new_cap = max(size, 2 * cap, 64)
             for k, (dt, shape) in self._layout.items():
                 grown = np.zeros((new_cap, *shape), dtype=dt)
                 grown[:cap] = self.arrays[k]
-                if k == "sens":
+                if k in ("sens", "fb"):
                     grown[cap:] = 1.0
                 self.arrays[k] = grown
-        self.size = max(self.size, size)
+        if track:
+            self.size = max(self.size, size)
 
     def nbytes_per_series(self) -> int:
         return sum(a.itemsize * int(np.prod(a.shape[1:], dtype=np.int64)) for a in self.arrays.values())
@@ -144,7 +147,16 @@ class DetectorBank:
         best = np.argmax(all_ex, axis=1)
         excess = np.maximum(all_ex[np.arange(len(ids)), best], 0.0)
         k = up.shape[1]
-        direction = np.where(best < k, 1, np.where(best < 2 * k, -1, np.where(v["residual"] >= 0, 1, -1)))
+        level_views = 1 + len(self.config.windows)
+        view = best % k
+        # which way the value went: for level views the side of the range; for spread (std) and
+        # daily views, the value against its previous longest moving average or its profile
+        previous = A["mean"][ids][:, -1] if len(self.config.windows) else hi[:, 0]
+        drift = np.where(v["n"] > 0, np.sign(views[:, 0] - previous), 1.0)
+        drift = np.where(drift == 0, 1.0, drift)
+        side = np.where(best < k, 1, -1)
+        direction = np.where(best >= 2 * k, np.where(v["residual"] >= 0, 1, -1),
+                             np.where(view < level_views, side, drift))  # fmt: skip
         return excess, direction.astype(np.int8)
 
     # --- the contract ---------------------------------------------------------------------------
@@ -152,11 +164,11 @@ class DetectorBank:
         """(score in [0, 1], direction +1/-1) per point (ids unique), from state as it is."""
         if len(ids) == 0:
             return np.zeros(0), np.zeros(0, dtype=np.int8)
-        self._grow(int(ids.max()) + 1)
+        self._grow(int(ids.max()) + 1, track=False)
         v = self._views(ids, ts, x)
         excess, direction = self._excess(ids, v)
-        c = self.config
-        half = c.half_excess * (1.0 + c.young / np.maximum(v["n"], 1)) / self.arrays["sens"][ids]
+        c, A = self.config, self.arrays
+        half = c.half_excess * (1.0 + c.young / np.maximum(v["n"], 1)) / (A["sens"][ids] * A["fb"][ids])
         score = np.where(v["n"] >= c.warmup, 1.0 - np.exp2(-excess / half), 0.0)
         return score, direction
 
@@ -201,14 +213,12 @@ class DetectorBank:
     def feedback(self, series_id: int, kind: str, factor: float = 2.0) -> None:
         """An expert's verdict: ``false_positive`` makes the series need a larger excess to alert,
         ``missed`` a smaller one; bounded to [1/64, 64] times the configured sensitivity."""
-        self._grow(series_id + 1)
-        sens = self.arrays["sens"]
-        if kind == "false_positive":
-            sens[series_id] = max(float(sens[series_id]) / factor, 1 / 64)
-        elif kind == "missed":
-            sens[series_id] = min(float(sens[series_id]) * factor, 64.0)
-        else:
+        if kind not in ("false_positive", "missed"):
             raise ValueError(f"feedback kind must be 'false_positive' or 'missed', not {kind!r}")
+        self._grow(series_id + 1)
+        fb = self.arrays["fb"]
+        change = 1 / factor if kind == "false_positive" else factor
+        fb[series_id] = min(max(float(fb[series_id]) * change, 1 / 64), 64.0)
 
     # --- state ----------------------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:

@@ -29,9 +29,9 @@ class OnsetFilter:
             self.recent = np.r_[self.recent, np.zeros(int(ids.max()) + 1 - len(self.recent))]
         # compare in "halvings of the tail probability", where very strong scores stay apart
         strength = -np.log2(np.maximum(1.0 - scores, 1e-300))
-        prev = self.recent[ids] * self.decay
-        news = strength > prev
-        self.recent[ids] = np.maximum(prev, strength)
+        recent = self.recent[ids]
+        news = strength > recent  # beats what was already reported, before this step's decay
+        self.recent[ids] = np.maximum(recent * self.decay, strength)
         return np.where(news, scores, 0.0)
 
     def state(self) -> dict[str, np.ndarray]:

@@ -50,6 +50,8 @@ def save_bank(
     extra: dict[str, Any] | None = None,
 ) -> ModelInfo:
     """Write the next version atomically (temp file + rename) and return where it went."""
+    if len(series_keys) < bank.size:
+        raise ValueError(f"{len(series_keys)} series keys for a bank of {bank.size} series")
     folder = Path(models_dir) / bank_name
     folder.mkdir(parents=True, exist_ok=True)
     version = (versions(models_dir, bank_name) or [0])[-1] + 1
@@ -86,6 +88,8 @@ def load_bank(models_dir: str | Path, bank_name: str, version: int | None = None
         meta = json.loads((folder / f"v{version}.json").read_text())
     except (OSError, ValueError) as e:
         raise StateError(f"bank {bank_name!r} v{version}: unreadable metadata: {e}") from e
+    if not isinstance(meta, dict):
+        raise StateError(f"bank {bank_name!r} v{version}: metadata is not a JSON object")
     if meta.get("format_version") != FORMAT_VERSION or meta.get("bank_version") != DetectorBank.VERSION:
         raise StateError(
             f"bank {bank_name!r} v{version} has format {meta.get('format_version')!r}/bank "
@@ -93,10 +97,10 @@ def load_bank(models_dir: str | Path, bank_name: str, version: int | None = None
         )
     try:
         bank = DetectorBank(config_from_json(meta["config"]))
-        with np.load(folder / f"v{version}.npz", allow_pickle=False) as z:
+        with (folder / f"v{version}.npz").open("rb") as fh, np.load(fh, allow_pickle=False) as z:
             bank.load_state({k: z[k] for k in z.files})
-    except (OSError, ValueError, KeyError) as e:
-        raise StateError(f"bank {bank_name!r} v{version}: unreadable arrays: {e}") from e
+    except Exception as e:  # a damaged file can fail in any reader, in any way
+        raise StateError(f"bank {bank_name!r} v{version}: unreadable arrays: {type(e).__name__}: {e}") from e
     keys = list(meta.get("series_keys", []))
     if len(keys) != bank.size:
         raise StateError(f"bank {bank_name!r} v{version}: {len(keys)} series keys for {bank.size} rows")
