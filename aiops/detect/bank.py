@@ -113,51 +113,66 @@ class DetectorBank:
         return sum(a.itemsize * int(np.prod(a.shape[1:], dtype=np.int64)) for a in self.arrays.values())
 
     # --- the model ------------------------------------------------------------------------------
-    def _views(self, ids: np.ndarray, ts: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Every view of this point, with the state it is judged against (nothing written)."""
-        A = self.arrays
-        n = A["n"][ids]
+    def _step(self, ids: np.ndarray, ts: np.ndarray, x: np.ndarray, learn: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Score one point per series from the state as it is; then, if ``learn``, fold it in.
+
+        State is read once per array; when the ids are a contiguous run (a scrape of a whole
+        partition) the reads are views and the writes go in place, without gather copies.
+        """
+        c, A = self.config, self.arrays
+        lo_id = int(ids[0])
+        sel: slice | np.ndarray = ids
+        if int(ids[-1]) - lo_id == len(ids) - 1 and (len(ids) < 2 or bool((np.diff(ids) == 1).all())):
+            sel = slice(lo_id, lo_id + len(ids))
+        n = A["n"][sel]
+        mean0, vmean0, vsq0 = A["mean"][sel], A["vmean"][sel], A["vsq"][sel]
+        hi, lo, res_hi = A["hi"][sel], A["lo"][sel], A["res_hi"][sel]
         old = (n > 0)[:, None]
         xc = x[:, None]
-        mean = np.where(old, (1 - self._alphas) * A["mean"][ids] + self._alphas * xc, xc)
-        vmean = np.where(old, (1 - self._valphas) * A["vmean"][ids] + self._valphas * xc, xc)
-        vsq = np.where(old, (1 - self._valphas) * A["vsq"][ids] + self._valphas * xc * xc, xc * xc)
-        std = np.sqrt(np.maximum(vsq - vmean * vmean, 0.0))
-        views = np.concatenate([xc, mean, std], axis=1)
+        mean = np.where(old, (1 - self._alphas) * mean0 + self._alphas * xc, xc)
+        vmean = np.where(old, (1 - self._valphas) * vmean0 + self._valphas * xc, xc)
+        vsq = np.where(old, (1 - self._valphas) * vsq0 + self._valphas * xc * xc, xc * xc)
+        views = np.concatenate([xc, mean, np.sqrt(np.maximum(vsq - vmean * vmean, 0.0))], axis=1)
         hour = ((ts // _NS_HOUR) % 24).astype(np.intp)
-        seen = (A["hour_seen"][ids] >> hour) & 1 == 1
-        profile = A["hour"][ids, hour].astype(np.float64)
-        residual = np.where(seen, x - profile, np.nan)  # NaN while this hour has never been seen
-        return {"n": n, "mean": mean, "vmean": vmean, "vsq": vsq, "views": views, "hour": hour, "profile": profile,
-                "seen": seen, "residual": residual}  # fmt: skip
+        rows = np.arange(len(ids))
+        seen = (A["hour_seen"][sel] >> hour) & 1 == 1
+        profile = A["hour"][sel][rows, hour]
+        residual = np.where(seen, x - profile, 0.0)
+        res = np.abs(residual)
 
-    def _excess(self, ids: np.ndarray, v: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """(excess beyond the known range, direction) per point; 0 inside the range."""
-        c, A = self.config, self.arrays
-        hi, lo = A["hi"][ids], A["lo"][ids]
-        views = v["views"]
+        # excess beyond the known range, per view and side, and the daily residual's
         floor = np.maximum(c.rel_floor * np.abs(views), c.abs_floor)
         span = np.maximum(hi - lo, floor)
-        up = (views - hi) / span
-        down = (lo - views) / span
-        res_hi = A["res_hi"][ids]
-        res = np.abs(v["residual"])
-        daily = np.where(np.isnan(res), 0.0, (res - res_hi) / np.maximum(res_hi, floor[:, 0]))
-        all_ex = np.concatenate([up, down, daily[:, None]], axis=1)
+        all_ex = np.concatenate(
+            [(views - hi) / span, (lo - views) / span, np.where(seen, (res - res_hi) / np.maximum(res_hi, floor[:, 0]), 0.0)[:, None]],
+            axis=1,
+        )  # fmt: skip
         best = np.argmax(all_ex, axis=1)
-        excess = np.maximum(all_ex[np.arange(len(ids)), best], 0.0)
-        k = up.shape[1]
-        level_views = 1 + len(self.config.windows)
-        view = best % k
-        # which way the value went: for level views the side of the range; for spread (std) and
-        # daily views, the value against its previous longest moving average or its profile
-        previous = A["mean"][ids][:, -1] if len(self.config.windows) else hi[:, 0]
-        drift = np.where(v["n"] > 0, np.sign(views[:, 0] - previous), 1.0)
-        drift = np.where(drift == 0, 1.0, drift)
+        excess = np.maximum(all_ex[rows, best], 0.0)
+        k = views.shape[1]
+        # which way the value went: for level views the side of the range; for the spread (std)
+        # view, the value against its previous longest moving average; for the daily view, the profile
+        previous = mean0[:, -1] if len(c.windows) else hi[:, 0]
+        drift = np.where(x >= previous, 1, -1)
         side = np.where(best < k, 1, -1)
-        direction = np.where(best >= 2 * k, np.where(v["residual"] >= 0, 1, -1),
-                             np.where(view < level_views, side, drift))  # fmt: skip
-        return excess, direction.astype(np.int8)
+        direction = np.where(best >= 2 * k, np.where(residual >= 0, 1, -1),
+                             np.where(best % k < 1 + len(c.windows), side, drift)).astype(np.int8)  # fmt: skip
+        half = c.half_excess * (1.0 + c.young / np.maximum(n, 1)) / (A["sens"][sel] * A["fb"][sel])
+        score = np.where(n >= c.warmup, 1.0 - np.exp2(-excess / half), 0.0)
+
+        if learn:
+            first = (n == 0)[:, None]
+            shrink = c.forget * (hi - lo)
+            new_hi = np.where(first, views, np.maximum(views, hi - shrink))
+            new_lo = np.where(first, views, np.minimum(views, lo + shrink))
+            new_res_hi = np.where(seen, np.maximum(res, res_hi * (1 - c.forget)), res_hi)
+            new_profile = np.where(seen, profile + c.season_alpha * (x - profile), x)
+            A["hi"][sel], A["lo"][sel], A["res_hi"][sel] = new_hi, new_lo, new_res_hi
+            A["mean"][sel], A["vmean"][sel], A["vsq"][sel] = mean, vmean, vsq
+            A["hour"][ids, hour] = new_profile
+            A["hour_seen"][sel] |= (1 << hour).astype(np.int32)
+            A["n"][sel] = n + 1
+        return score, direction
 
     # --- the contract ---------------------------------------------------------------------------
     def score_batch(self, ids: np.ndarray, ts: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,43 +180,20 @@ class DetectorBank:
         if len(ids) == 0:
             return np.zeros(0), np.zeros(0, dtype=np.int8)
         self._grow(int(ids.max()) + 1, track=False)
-        v = self._views(ids, ts, x)
-        excess, direction = self._excess(ids, v)
-        c, A = self.config, self.arrays
-        half = c.half_excess * (1.0 + c.young / np.maximum(v["n"], 1)) / (A["sens"][ids] * A["fb"][ids])
-        score = np.where(v["n"] >= c.warmup, 1.0 - np.exp2(-excess / half), 0.0)
-        return score, direction
+        return self._step(ids, ts, x, learn=False)
 
     def learn_batch(self, ids: np.ndarray, ts: np.ndarray, x: np.ndarray) -> None:
         """Learn one point per series (ids unique within the call)."""
-        if len(ids) == 0:
-            return
-        c, A = self.config, self.arrays
-        self._grow(int(ids.max()) + 1)
-        v = self._views(ids, ts, x)
-        first = (v["n"] == 0)[:, None]
-        views = v["views"]
-        hi, lo = A["hi"][ids], A["lo"][ids]
-        shrink = c.forget * (hi - lo)
-        A["hi"][ids] = np.where(first, views, np.maximum(views, hi - shrink))
-        A["lo"][ids] = np.where(first, views, np.minimum(views, lo + shrink))
-        A["mean"][ids] = v["mean"]
-        A["vmean"][ids] = v["vmean"]
-        A["vsq"][ids] = v["vsq"]
-        res = np.abs(v["residual"])
-        seen = ~np.isnan(res)
-        res_hi = A["res_hi"][ids]
-        A["res_hi"][ids] = np.where(seen, np.maximum(res, res_hi * (1 - c.forget)), res_hi)
-        profile = v["profile"]
-        A["hour"][ids, v["hour"]] = np.where(v["seen"], profile + c.season_alpha * (x - profile), x)
-        A["hour_seen"][ids] |= (1 << v["hour"]).astype(np.int32)
-        A["n"][ids] = v["n"] + 1
+        if len(ids):
+            self._grow(int(ids.max()) + 1)
+            self._step(ids, ts, x, learn=True)
 
     def update(self, ids: np.ndarray, ts: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Score then learn one point per series: the streaming step."""
-        out = self.score_batch(ids, ts, x)
-        self.learn_batch(ids, ts, x)
-        return out
+        """Score then learn one point per series: the streaming step, in one pass over the state."""
+        if len(ids) == 0:
+            return np.zeros(0), np.zeros(0, dtype=np.int8)
+        self._grow(int(ids.max()) + 1)
+        return self._step(ids, ts, x, learn=True)
 
     # --- sensitivity ----------------------------------------------------------------------------
     def set_sensitivity(self, ids: np.ndarray, values: np.ndarray) -> None:
