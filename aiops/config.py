@@ -12,6 +12,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from aiops.detect.policy import DetectionPolicy
 from aiops.errors import ConfigError
 from aiops.ingest.records import Signal, WireFormat
 
@@ -43,6 +44,7 @@ class Settings(BaseSettings):
     slack_webhook_url: str | None = None
     slack_signing_secret: str | None = None
     api_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)  # token -> role
+    detection: DetectionPolicy = Field(default_factory=DetectionPolicy)  # per-series rules (YAML)
 
     @field_validator("kafka_topics_metrics", "kafka_topics_logs", "kafka_topics_spans", mode="before")
     @classmethod

@@ -100,3 +100,16 @@ def test_replay_saves_versioned_detectors_and_warm_starts_from_them(shop: Path, 
     second = _aiops("replay", str(shop / "metrics.jsonl"), "--out", str(tmp_path / "b.jsonl"), "--models", str(models))
     assert second.returncode == 0, second.stderr
     assert "warm-started from" in second.stderr and (models / "metrics" / "v2.npz").exists()
+
+
+def test_replay_applies_detection_rules_from_the_config_file(shop: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "aiops.yaml"
+    cfg.write_text('detection:\n  rules:\n    - match: "cart/process.cpu.utilization"\n      slo_above: -1\n')
+    out = tmp_path / "inc.jsonl"
+    r = _aiops("replay", str(shop / "metrics.jsonl"), "--out", str(out), "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    series = {a["series"] for line in out.read_text().splitlines() for a in json.loads(line)["anomalies"]}
+    assert "cart/process.cpu.utilization" in series  # every point breaches the SLO bound
+    cfg.write_text("detection:\n  rules:\n    - match: x\n      bogus: 1\n")
+    bad = _aiops("replay", str(shop / "metrics.jsonl"), "--config", str(cfg))
+    assert bad.returncode == 2 and "bogus" in bad.stderr
