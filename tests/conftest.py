@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kafka_broker import KafkaBroker, KafkaBrokerError
@@ -48,3 +49,20 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
 def unique_topic_prefix() -> str:
     """A fresh prefix per test: topics and groups outlive tests on the shared broker."""
     return f"t-{uuid.uuid4().hex[:12]}"
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def require_shared_data(*parts: str) -> Path:
+    """A folder of the public benchmark data beside the checkout (``../shared/data``).
+
+    Skips where it is absent, except under ``AIOPS_REQUIRE_DATA=1`` (CI), where that fails.
+    """
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.is_dir():
+        message = f"benchmark data not found at {path} (expected <repo>/../shared/data/...)"
+        if os.environ.get("AIOPS_REQUIRE_DATA") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

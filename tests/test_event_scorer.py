@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA, require_shared_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import event_scorer as es
 
-MS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "ms_cloud_monitoring"
+MS_DIR = SHARED_DATA / "ms_cloud_monitoring"
 
 
 def arr(s: str) -> np.ndarray:
@@ -207,8 +208,7 @@ def test_load_series_handles_quotes_blanks_and_zulu(tmp_path: Path) -> None:
 
 
 def test_ms_cloud_monitoring_loads() -> None:
-    if not (MS_DIR / "data").is_dir():
-        pytest.skip(f"dataset not found at {MS_DIR} (expected <repo>/../shared/data/...)")
+    require_shared_data("ms_cloud_monitoring", "data")
     series = es.load_series(MS_DIR / "data")
     assert len(series) == 60
     n_events = sum(len(es.runs(lab == 1)) for _, _, lab in series.values())

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA, require_shared_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import nab_scorer as ns
 
-NAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
+NAB_DIR = SHARED_DATA / "nab"
 STANDARD = {"tpWeight": 1.0, "fnWeight": 1.0, "fpWeight": 0.11, "tnWeight": 1.0}
 PROFILES = {
     "standard": STANDARD,
@@ -269,8 +270,7 @@ PUBLISHED = {  # results/final_results.json at the data's SOURCE_COMMIT
 
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory: pytest.TempPathFactory) -> tuple[ns.Corpus, Path]:
-    if not (NAB_DIR / "golden").is_dir():
-        pytest.skip(f"NAB data not found at {NAB_DIR} (expected <repo>/../shared/data/nab)")
+    require_shared_data("nab", "golden")
     out = tmp_path_factory.mktemp("nab_golden")
     for tgz in sorted((NAB_DIR / "golden").glob("*.tgz")):
         with tarfile.open(tgz) as tf:
