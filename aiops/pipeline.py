@@ -28,6 +28,7 @@ from aiops.detect.episodes import Anomaly, EpisodeTracker
 from aiops.detect.models import ModelInfo, load_bank, save_bank
 from aiops.detect.policy import DetectionPolicy, PolicyTable
 from aiops.detect.series import SeriesIndex, rounds
+from aiops.rca.graph import DependencyGraph
 from aiops.errors import StateError
 from aiops.ingest.aggregate import LogMetrics, SpanMetrics
 from aiops.ingest.deadletter import DeadLetterSink
@@ -86,18 +87,25 @@ class Pipeline:
         window_s: float = 30.0,
         bank_config: BankConfig | None = None,
         detection: DetectionPolicy | None = None,
+        topology: str | Path | None = None,
     ) -> None:
         self.dead_letter = dead_letter
         self.on_incident = on_incident
         self.on_anomaly = on_anomaly
         self._policy, self._now_ns, self._window_s = policy, now_ns, window_s
-        self._bank_config, self._detection = bank_config, detection
+        self._bank_config, self._detection, self._topology = bank_config, detection, topology
         self._install(self._fresh())
 
     def _fresh(self) -> dict[str, Any]:
         """Every stateful stage, new; :meth:`restore` loads into these before swapping them in."""
         changes = ChangeIndex()
+        graph = DependencyGraph()
+        if self._topology is not None:
+            graph.load_static(self._topology)
+        own: set[str] = set()  # services with series of their own (not only callers' views of them)
         return {
+            "graph": graph,
+            "own": own,
             "validator": Validator(self._policy, self._now_ns),
             "deriver": Deriver(),
             "span_metrics": SpanMetrics(self._window_s, self._window_s),
@@ -107,7 +115,7 @@ class Pipeline:
             "policy": PolicyTable(self._detection),
             "episodes": EpisodeTracker(),
             "changes": changes,
-            "incidents": IncidentManager(changes),
+            "incidents": IncidentManager(changes, graph, own.__contains__),
             "stats": Stats(),
         }
 
@@ -123,6 +131,8 @@ class Pipeline:
         self.changes: ChangeIndex = stages["changes"]
         self.incidents: IncidentManager = stages["incidents"]
         self.stats: Stats = stages["stats"]
+        self.graph: DependencyGraph = stages["graph"]
+        self._own: set[str] = stages["own"]
 
     def process(self, messages: Iterable[Message]) -> None:
         """Run one batch of messages through every stage."""
@@ -139,6 +149,7 @@ class Pipeline:
             rejects.extend(d.rejects)
             self.stats.no_value_points += d.no_value_points
             if d.spans:
+                self.graph.observe(d.spans)
                 self.span_metrics.add(d.spans, msg.source, msg.offset, late)
             if d.logs:
                 self.log_metrics.add(d.logs, msg.source, msg.offset, late)
@@ -158,6 +169,7 @@ class Pipeline:
             self.log_metrics.flush(),
         ]))  # fmt: skip
         self._publish(self.incidents.tick(watermark))
+        self.graph.prune(watermark)
 
     def flush(self) -> None:
         """End of stream: close every window so its series are scored too."""
@@ -177,10 +189,12 @@ class Pipeline:
         keys, services = self.series.keys, self.series.services
         new = np.asarray(self.policy.extend(keys), dtype=np.int64)
         self.bank.set_sensitivity(new, self.policy.sensitivity[new])
+        self._own.update(keys[j].split("/", 1)[0] for j in new)
         for idx in rounds(ids):
             i, x, ts = ids[idx], batch.values[idx], batch.ts[idx]
             scores, directions = self.bank.update(i, ts, x)
-            activity = self.episodes.update(i, ts, x, scores, directions, keys, services, self.policy)
+            activity = self.episodes.update(i, ts, x, scores, directions, keys, services, self.policy,
+                                            self.bank.baseline(i))  # fmt: skip
             self.stats.anomalies += len(activity.opened)
             if self.on_anomaly is not None:
                 for a in activity.opened:
@@ -214,6 +228,7 @@ class Pipeline:
         self.series.load_state({"keys": keys, "services": services})
         self.bank = bank
         self.policy.extend(keys)
+        self._own.update(services)
         return info
 
     # --- state -------------------------------------------------------------------------------
@@ -228,6 +243,7 @@ class Pipeline:
             "series": self.series.state(),
             "changes": self.changes.state(),
             "incidents": self.incidents.state(),
+            "graph": self.graph.state(),
             "bank_config": self.bank.config.to_json(),
             "stats": self.stats.state(),
         }
@@ -249,9 +265,10 @@ class Pipeline:
                 raise StateError(f"pipeline snapshot version {version!r} is not {SNAPSHOT_VERSION}")
             stages = self._fresh()
             stages["bank"] = DetectorBank(config_from_json(meta["bank_config"]))
-            for name in ("validator", "deriver", "span_metrics", "log_metrics", "series", "changes", "incidents"):
+            for name in ("validator", "deriver", "span_metrics", "log_metrics", "series", "changes", "incidents", "graph"):
                 stages[name].load_state(meta[name])
             stages["policy"].extend(stages["series"].keys)
+            stages["own"].update(k.split("/", 1)[0] for k in stages["series"].keys)
             stages["stats"] = Stats.from_state(meta["stats"])
             for name in ("bank", "episodes"):
                 prefix = f"{name}."

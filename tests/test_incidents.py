@@ -14,6 +14,7 @@ from aiops.correlate.contract import Incident
 from aiops.correlate.incidents import IncidentManager
 from aiops.detect.episodes import Activity, Anomaly
 from aiops.ingest.records import ChangeEvent
+from aiops.rca.rank import RankConfig
 
 S = 10**9
 MIN = 60 * S
@@ -51,7 +52,7 @@ def test_grouping_and_root_cause_is_earliest_onset():
     assert second.services == ["api", "db"]
     assert [rc.service for rc in second.root_causes] == ["db", "api"]
     assert second.root_causes[0].score == 1.0 and 0 < second.root_causes[1].score < 1
-    assert "earliest in the incident" in second.root_causes[0].reason
+    assert "first anomaly" in second.root_causes[0].reason
     assert "+60 s after the first" in second.root_causes[1].reason
     assert second.root_causes[0].indicators == [KEYS[0]]
     assert [a.series for a in second.anomalies] == [KEYS[0], KEYS[1]]
@@ -114,7 +115,7 @@ def test_resolution_after_quiet_period():
 
 
 def test_deployment_shortly_before_onset_suggests_rollback():
-    m = manager(deploy("db", T - 5 * MIN, "db-2.3.1"), rollback_window_s=900)
+    m = manager(deploy("db", T - 5 * MIN, "db-2.3.1"), rank_config=RankConfig(rollback_window_s=900))
     (inc,) = m.on_activity(activity(anomaly(0, T)), KEYS)
     assert inc.suggested_playbook == "rollback"
     assert inc.root_causes[0].service == "db"

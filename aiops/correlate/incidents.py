@@ -1,27 +1,26 @@
-"""Anomaly episodes grouped into incidents, with a first, explainable root-cause ranking.
+"""Anomaly episodes grouped into incidents, each with a ranked, explained root cause.
 
-An anomaly joins the open incident that was active within ``group_window_s`` of its onset,
-otherwise it opens a new one; an incident resolves when none of its series has been flagged for
-``resolve_after_s`` of event time. Incident ids derive from the first anomaly, so replaying the
-same data yields the same ids. Candidates rank by anomaly onset (symptoms propagate from callee
-to caller, so the cause tends to show first), the strength of their evidence and a deployment
-shortly before their onset. The dependency graph joins this ranking in the RCA stage.
+An anomaly joins an open incident that was active within ``group_window_s`` of its onset and
+holds a service connected to the anomaly's service in the dependency graph (within two calls,
+either way; services the graph does not know are grouped by time alone); otherwise it opens a
+new incident. One episode of one series is one anomaly, so re-seen episodes merge. An incident
+resolves when none of its series has been flagged for ``resolve_after_s`` of event time.
+Incident ids derive from the first anomaly, so replaying the same data yields the same ids.
+Ranking is :func:`aiops.rca.rank.rank`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from aiops.correlate.changes import ChangeIndex
-from aiops.correlate.contract import AnomalyRef, ChangeRef, Incident, RootCause
+from aiops.correlate.contract import AnomalyRef, ChangeRef, Incident
 from aiops.detect.episodes import Activity, Anomaly
-
-_ONSET_DECAY_S = 120.0  # a service whose anomalies start 2 min after the first weighs 1/e as much
-_CHANGE_BONUS = 0.3
+from aiops.rca.graph import DependencyGraph
+from aiops.rca.rank import RankConfig, as_root_causes, rank
 
 
 @dataclass(slots=True)
@@ -33,25 +32,29 @@ class _Open:
     anomalies: dict[str, Anomaly] = field(default_factory=dict)
     signature: tuple[str, ...] = ()
 
-
-def _clock(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%H:%M:%S")
+    @property
+    def services(self) -> set[str]:
+        return {a.service for a in self.anomalies.values()}
 
 
 class IncidentManager:
     def __init__(
         self,
         changes: ChangeIndex,
+        graph: DependencyGraph | None = None,
+        monitored: Callable[[str], bool] = lambda _: True,
         group_window_s: float = 120.0,
         resolve_after_s: float = 300.0,
         change_lookback_s: float = 1800.0,
-        rollback_window_s: float = 900.0,
+        rank_config: RankConfig | None = None,
     ) -> None:
         self.changes = changes
+        self.graph = graph
+        self.monitored = monitored
         self.group_window = int(group_window_s * 1e9)
         self.resolve_after = int(resolve_after_s * 1e9)
         self.change_lookback = int(change_lookback_s * 1e9)
-        self.rollback_window = int(rollback_window_s * 1e9)
+        self.rank_config = rank_config or RankConfig()
         self.open: dict[str, _Open] = {}
         self._series_incident: dict[str, str] = {}
 
@@ -73,10 +76,18 @@ class IncidentManager:
                     inc.last_activity = max(inc.last_activity, ts)
         return [r for r in (self._emit(self.open[i], self.open[i].last_activity) for i in sorted(touched)) if r]
 
+    def _related(self, service: str, inc: _Open) -> bool:
+        g = self.graph
+        if g is None or service not in g.g:
+            return True  # nothing known about it: time is the only evidence
+        known = [s for s in inc.services if s in g.g]
+        return not known or any(g.connected(service, s) for s in known)
+
     def _home(self, a: Anomaly) -> _Open:
         best = None
         for inc in self.open.values():
-            if a.first_seen - inc.last_activity <= self.group_window and (best is None or inc.opened_at < best.opened_at):
+            close = a.first_seen - inc.last_activity <= self.group_window
+            if close and self._related(a.service, inc) and (best is None or inc.opened_at < best.opened_at):
                 best = inc
         if best is None:
             inc_id = hashlib.sha1(a.id.encode()).hexdigest()[:16]
@@ -108,31 +119,9 @@ class IncidentManager:
 
     def _render(self, inc: _Open, status: str, now: int) -> Incident:
         anomalies = sorted(inc.anomalies.values(), key=lambda a: (a.first_seen, a.series))
-        by_service: dict[str, list[Anomaly]] = {}
-        for a in anomalies:
-            by_service.setdefault(a.service, []).append(a)
+        candidates = rank(anomalies, self.graph, self.changes, self.monitored, self.rank_config)
+        services = sorted(inc.services)
         first = anomalies[0].first_seen
-        candidates = []
-        for service, items in by_service.items():
-            onset = items[0].first_seen
-            deploys = [c for c in self.changes.between(service, onset - self.rollback_window, onset)
-                       if c.kind == "deployment"]  # fmt: skip
-            strength = max(a.score for a in items)
-            score = math.exp(-(onset - first) / 1e9 / _ONSET_DECAY_S) * (0.5 + 0.5 * strength)
-            score += _CHANGE_BONUS if deploys else 0.0
-            reason = f"{service}: first anomaly {items[0].series} at {_clock(onset)} UTC"
-            reason += " (earliest in the incident)" if onset == first else f" (+{(onset - first) / 1e9:.0f} s after the first)"
-            reason += f", {len(items)} anomalous series"
-            if deploys:
-                d = deploys[-1]
-                reason += f"; deployed {d.version or 'a new version'} {(onset - d.ts) / 60e9:.1f} min before onset"
-            indicators = [a.series for a in sorted(items, key=lambda a: -a.score)[:3]]
-            candidates.append((score, onset, service, reason, indicators, bool(deploys)))
-        candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
-        top = candidates[0][0]
-        root_causes = [RootCause(service=s, score=round(sc / top, 4), reason=r, indicators=ind)
-                       for sc, _, s, r, ind, _ in candidates]  # fmt: skip
-        services = sorted(by_service)
         changes = [
             ChangeRef(service=c.service, version=c.version, at_unix_nano=c.ts)
             for s in services
@@ -148,10 +137,10 @@ class IncidentManager:
             kind="detected",
             severity=severity,  # type: ignore[arg-type]
             services=services,
-            root_causes=root_causes,
+            root_causes=as_root_causes(candidates),
             anomalies=[AnomalyRef(**a.to_contract()) for a in anomalies],
             changes=sorted(changes, key=lambda c: c.at_unix_nano),
-            suggested_playbook="rollback" if candidates[0][5] else None,
+            suggested_playbook="rollback" if candidates[0].deployed else None,
         )
 
     def state(self) -> dict[str, Any]:
@@ -160,7 +149,8 @@ class IncidentManager:
             "open": [
                 {"id": i.id, "opened_at": i.opened_at, "updated_at": i.updated_at, "last_activity": i.last_activity,
                  "signature": list(i.signature),
-                 "anomalies": [[a.series, a.service, a.first_seen, a.score, a.direction, a.value] for a in i.anomalies.values()]}
+                 "anomalies": [[a.series, a.service, a.first_seen, a.score, a.direction, a.value, a.baseline]
+                               for a in i.anomalies.values()]}
                 for i in self.open.values()
             ],
         }  # fmt: skip
@@ -172,7 +162,6 @@ class IncidentManager:
             inc = _Open(o["id"], int(o["opened_at"]), int(o["updated_at"]), int(o["last_activity"]),
                         signature=tuple(o["signature"]))  # fmt: skip
             for row in o["anomalies"]:
-                a = Anomaly(row[0], row[1], int(row[2]), float(row[3]), int(row[4]), float(row[5]))
+                a = Anomaly(row[0], row[1], int(row[2]), float(row[3]), int(row[4]), float(row[5]), float(row[6]))
                 inc.anomalies[a.id] = a
             self.open[inc.id] = inc
-

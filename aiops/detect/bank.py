@@ -195,6 +195,12 @@ class DetectorBank:
         self._grow(int(ids.max()) + 1)
         return self._step(ids, ts, x, learn=True)
 
+    def baseline(self, ids: np.ndarray) -> np.ndarray:
+        """What each series has been doing lately: its longest moving average (NaN if none)."""
+        if not len(self.config.windows) or len(ids) == 0:
+            return np.full(len(ids), np.nan)
+        return self.arrays["mean"][ids, -1].copy()
+
     # --- sensitivity ----------------------------------------------------------------------------
     def set_sensitivity(self, ids: np.ndarray, values: np.ndarray) -> None:
         """Per-series sensitivity from configuration (> 1: alert on smaller excesses)."""

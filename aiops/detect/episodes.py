@@ -24,6 +24,7 @@ class Anomaly:
     score: float
     direction: int  # +1 above the baseline, -1 below
     value: float
+    baseline: float = float("nan")  # what the series was doing before, for "p99 +480 %"
 
     @property
     def id(self) -> str:
@@ -60,7 +61,8 @@ class EpisodeTracker:
             self.first_ts = np.r_[self.first_ts, np.zeros(extra, dtype=np.int64)]
 
     def update(self, ids: np.ndarray, ts: np.ndarray, values: np.ndarray, scores: np.ndarray,
-               directions: np.ndarray, keys: list[str], services: list[str], policy: PolicyTable) -> Activity:  # fmt: skip
+               directions: np.ndarray, keys: list[str], services: list[str], policy: PolicyTable,
+               baselines: np.ndarray | None = None) -> Activity:  # fmt: skip
         """Advance episodes by one round of points (ids unique); ``keys``/``services``/``policy`` index by id."""
         self._grow(len(keys))
         want = policy.direction[ids]
@@ -80,10 +82,12 @@ class EpisodeTracker:
         closes = was_active & (quiet >= self.quiet_points)
         self.active[ids[opens]] = True
         self.active[ids[closes]] = False
+        base = np.full(len(ids), np.nan) if baselines is None else baselines
         opened = [
-            Anomaly(keys[j], services[j], int(self.first_ts[j]), float(scores[i]), int(directions[i]), float(values[i]))
+            Anomaly(keys[j], services[j], int(self.first_ts[j]), float(scores[i]), int(directions[i]), float(values[i]),
+                    float(base[i]))
             for i, j in zip(np.flatnonzero(opens), ids[opens], strict=True)
-        ]
+        ]  # fmt: skip
         live = flag & self.active[ids]
         return Activity(opened, ids[live], ts[live], scores[live])
 

@@ -1,0 +1,1 @@
+"""RCA: the dependency graph learned from spans, and root-cause ranking on it."""

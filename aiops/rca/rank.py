@@ -1,0 +1,120 @@
+"""Root-cause ranking: which service, among those in an incident, most likely started it.
+
+Symptoms propagate from callee to caller: a slow database makes its callers slow, and theirs.
+So a good candidate (1) shows its anomalies first, (2) has no anomalous callee of its own that
+started at the same time or earlier (that callee would explain it better), (3) has anomalous
+callers (the propagation it would cause), (4) has strong evidence, and (5) changed recently (a
+deployment shortly before its onset). Each factor is a plain multiplier, so every candidate's
+reason can say why it ranks where it does. Without a graph (metrics-only feeds) the ranking
+falls back on onset, strength and changes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiops.correlate.changes import ChangeIndex
+from aiops.correlate.contract import RootCause
+from aiops.detect.episodes import Anomaly
+from aiops.rca.graph import DependencyGraph
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    onset_decay_s: float = 120.0  # a service whose anomalies start 2 min after the first weighs 1/e
+    explain_slack_s: float = 60.0  # a callee whose onset is within this after ours still explains us
+    explained_factor: float = 0.25  # per anomalous callee that explains the candidate
+    deploy_factor: float = 1.5
+    config_change_factor: float = 1.2
+    new_template_factor: float = 1.2
+    rollback_window_s: float = 900.0  # a deployment this long before onset is "shortly before"
+
+
+@dataclass
+class Candidate:
+    service: str
+    score: float
+    reason: str
+    indicators: list[str]
+    deployed: bool
+
+
+def _clock(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%H:%M:%S")
+
+
+def _metric(series: str) -> str:
+    return series.split("/", 1)[-1]
+
+
+def describe(a: Anomaly, service: str) -> str:
+    """``callers' client spans span.client.duration:p99 +480 %`` or ``process.cpu.utilization +35 %``."""
+    own = a.series.split("/", 1)[0] == service
+    what = _metric(a.series) if own else f"callers' client spans {_metric(a.series).split('{', 1)[0]}"
+    if math.isfinite(a.baseline) and abs(a.baseline) > 1e-12:
+        change = (a.value / a.baseline - 1.0) * 100.0
+        return f"{what} {change:+.0f} %"
+    return f"{what} {'up' if a.direction > 0 else 'down'}"
+
+
+def rank(
+    anomalies: list[Anomaly],
+    graph: DependencyGraph | None,
+    changes: ChangeIndex,
+    monitored: Callable[[str], bool],
+    config: RankConfig | None = None,
+) -> list[Candidate]:
+    """Candidates best first, scores normalised so the best is 1.0."""
+    c = config or RankConfig()
+    by_service: dict[str, list[Anomaly]] = {}
+    for a in sorted(anomalies, key=lambda a: (a.first_seen, a.series)):
+        by_service.setdefault(a.service, []).append(a)
+    onset = {s: items[0].first_seen for s, items in by_service.items()}
+    first = min(onset.values())
+    slack = int(c.explain_slack_s * 1e9)
+    out = []
+    for service, items in by_service.items():
+        start = onset[service]
+        strongest = max(items, key=lambda a: a.score)
+        score = math.exp(-(start - first) / 1e9 / c.onset_decay_s)
+        score *= (0.5 + 0.5 * strongest.score) * (1.0 + 0.1 * math.log1p(len(items)))
+        reason = f"{service}: {describe(strongest, service)} from {_clock(start)}"
+        reason += ", first anomaly" if start == first else f", +{(start - first) / 1e9:.0f} s after the first"
+        if not monitored(service):
+            reason += ", no own metrics"
+        if graph is not None and service in graph.g:
+            explaining = [d for d in graph.callees(service) if d in onset and onset[d] <= start + slack]
+            callers = graph.callers(service)
+            hit = [u for u in callers if u in onset]
+            score *= c.explained_factor ** len(explaining)
+            score *= 0.5 + 0.5 * (1 + len(hit)) / (1 + len(callers))
+            if callers:
+                reason += f", {len(hit)} of {len(callers)} callers anomalous"
+            if explaining:
+                reason += f", but its callee{'s' if len(explaining) > 1 else ''} {', '.join(sorted(explaining))} went first"
+        window = changes.between(service, start - int(c.rollback_window_s * 1e9), start + slack)
+        deploys = [ch for ch in window if ch.kind == "deployment"]
+        if deploys:
+            d = deploys[-1]
+            score *= c.deploy_factor
+            reason += f"; deployed {d.version or 'a new version'} {(start - d.ts) / 60e9:.1f} min before onset"
+        elif window:
+            score *= c.config_change_factor
+            reason += f"; config changed {(start - window[-1].ts) / 60e9:.1f} min before onset"
+        if any("log.new_template" in a.series for a in items):
+            score *= c.new_template_factor
+            reason += "; a never-seen log template"
+        indicators = [a.series for a in sorted(items, key=lambda a: (-a.score, a.first_seen))[:3]]
+        out.append(Candidate(service, score, reason, indicators, bool(deploys)))
+    out.sort(key=lambda k: (-k.score, onset[k.service], k.service))
+    top = out[0].score or 1.0
+    for k in out:
+        k.score = round(k.score / top, 4)
+    return out
+
+
+def as_root_causes(candidates: list[Candidate]) -> list[RootCause]:
+    return [RootCause(service=k.service, score=k.score, reason=k.reason, indicators=k.indicators) for k in candidates]

@@ -1,0 +1,212 @@
+"""Shared scoring for the root-cause benchmarks (``rca_petshop.py``, ``rca_nezha.py``).
+
+Everything here works on the public incident contract (:class:`aiops.correlate.contract.Incident`,
+shared/DESIGN.md "Incident output"), so it scores whatever ranking the pipeline produces:
+
+* :func:`latest_versions`: an incident is re-published whenever its root causes change; the last
+  version of each id is the one to score.
+* :func:`nearest_incident` / :func:`first_incident`: which incident answers a labelled case.
+* :func:`ranking` (the pipeline's ``root_causes``, best first) and :func:`naive_ranking` (services
+  by their largest anomaly score in the incident: the baseline any RCA must beat).
+* :func:`rank_of`, :func:`ac_at_k`, :func:`as_at_k`, :func:`avg_at_k`: the usual RCA figures.
+  AC@k (RCD/CIRCA/RCAEval) is, per case, ``|top-k ∩ truth| / min(k, |truth|)`` averaged over cases;
+  AS@k (Nezha) is the fraction of cases whose root cause is within the top k; with one root cause
+  per case (PetShop, Nezha) both are the same number. Avg@5 is the mean of AC@1..AC@5.
+  A case without an incident has an empty ranking: a miss at every k.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiops.correlate.contract import Incident
+from aiops.ingest.deadletter import MemoryDeadLetter
+from aiops.ingest.replay import ReplaySource
+from aiops.pipeline import Pipeline
+
+Truth = str | Iterable[str]
+
+
+@dataclass
+class Run:
+    """What one replay of a case produced."""
+
+    incidents: list[Incident]  # every published version, in publication order
+    stats: dict[str, Any]
+    rejects: int
+    reject_reasons: dict[str, int]
+    reject_example: str | None  # one dead letter (reason and raw record, cut), for the report
+    seconds: float
+    topology_passed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def pipeline_accepts_topology() -> bool:
+    """True once the Pipeline constructor takes a static topology file (``topology=``)."""
+    return "topology" in inspect.signature(Pipeline).parameters
+
+
+def replay(paths: Sequence[str | Path], topology: str | Path | None = None, batch_size: int = 256,
+           **pipeline_kwargs: Any) -> Run:
+    """Run files/folders through a fresh embedded Pipeline, as ``aiops replay`` does, in process.
+
+    ``topology`` is passed as ``topology=Path`` only when the Pipeline accepts that parameter.
+    """
+    published: list[Incident] = []
+    dead = MemoryDeadLetter()
+    kwargs = dict(pipeline_kwargs)
+    passed = topology is not None and pipeline_accepts_topology()
+    if passed:
+        kwargs["topology"] = Path(topology)  # type: ignore[arg-type]
+    pipeline = Pipeline(dead, published.append, **kwargs)
+    t0 = time.perf_counter()
+    for batch in ReplaySource(list(paths), None, batch_size).batches():
+        pipeline.process(batch)
+    pipeline.flush()
+    seconds = time.perf_counter() - t0
+    st = pipeline.stats
+    example = None
+    if dead.rejects:
+        r = dead.rejects[0]
+        example = f"{r.source}:{r.offset} {r.reason} | {bytes(r.raw)[:300]!r}"
+    return Run(published, st.summary(), st.rejects, dict(st.reasons), example, seconds, passed)
+
+
+def load_incidents(path: str | Path) -> list[Incident]:
+    """Incidents from a JSONL file (``aiops replay --out``), in file order."""
+    with Path(path).open(encoding="utf-8") as fh:
+        return [Incident.model_validate(json.loads(line)) for line in fh if line.strip()]
+
+
+def latest_versions(stream: Iterable[Incident]) -> list[Incident]:
+    """The newest version of each incident id, ordered by opening time (then id).
+
+    "Newest" is the largest ``updated_at_unix_nano``; among equal times, the later one in the
+    stream (so a ``resolved`` record published at the same event time wins over ``open``).
+    """
+    best: dict[str, tuple[int, int, Incident]] = {}
+    for pos, inc in enumerate(stream):
+        key = (inc.updated_at_unix_nano, pos)
+        if inc.id not in best or key >= best[inc.id][:2]:
+            best[inc.id] = (*key, inc)
+    return sorted((v[2] for v in best.values()), key=lambda i: (i.opened_at_unix_nano, i.id))
+
+
+def ranking(inc: Incident | None) -> list[str]:
+    """The pipeline's root-cause services, best first (duplicates dropped); [] for no incident."""
+    if inc is None:
+        return []
+    return list(dict.fromkeys(rc.service for rc in inc.root_causes))
+
+
+def naive_ranking(inc: Incident | None) -> list[str]:
+    """Baseline: services by their largest anomaly score in the incident (ties: earlier onset, name)."""
+    if inc is None:
+        return []
+    top: dict[str, tuple[float, int]] = {}
+    for a in inc.anomalies:
+        score, first = top.get(a.service, (float("-inf"), a.first_seen_unix_nano))
+        top[a.service] = (max(score, a.score), min(first, a.first_seen_unix_nano))
+    return sorted(top, key=lambda s: (-top[s][0], top[s][1], s))
+
+
+def _anomaly_distance(inc: Incident, target_ns: int) -> int:
+    if not inc.anomalies:
+        return abs(inc.opened_at_unix_nano - target_ns)
+    return min(abs(a.first_seen_unix_nano - target_ns) for a in inc.anomalies)
+
+
+def opened_between(incidents: Iterable[Incident], lo_ns: int, hi_ns: int) -> list[Incident]:
+    """Incidents opened in ``[lo_ns, hi_ns]`` (event time), by opening time."""
+    return sorted((i for i in incidents if lo_ns <= i.opened_at_unix_nano <= hi_ns),
+                  key=lambda i: (i.opened_at_unix_nano, i.id))  # fmt: skip
+
+
+def first_incident(incidents: Iterable[Incident], lo_ns: int, hi_ns: int) -> Incident | None:
+    """The first incident opened in ``[lo_ns, hi_ns]``, or None."""
+    found = opened_between(incidents, lo_ns, hi_ns)
+    return found[0] if found else None
+
+
+def nearest_incident(incidents: Iterable[Incident], target_ns: int, lo_ns: int, hi_ns: int) -> Incident | None:
+    """Among incidents opened in ``[lo_ns, hi_ns]``, the one with an anomaly closest to ``target_ns``.
+
+    Ties go to more anomalies, then the earlier opening. None if no incident opened in the window.
+    """
+    found = opened_between(incidents, lo_ns, hi_ns)
+    if not found:
+        return None
+    return min(found, key=lambda i: (_anomaly_distance(i, target_ns), -len(i.anomalies), i.opened_at_unix_nano, i.id))
+
+
+def _truth_set(truth: Truth) -> set[str]:
+    return {truth} if isinstance(truth, str) else set(truth)
+
+
+def rank_of(ranked: Sequence[str], truth: Truth) -> int | None:
+    """1-based position of the first true root cause in ``ranked``; None when absent."""
+    want = _truth_set(truth)
+    for pos, service in enumerate(ranked, start=1):
+        if service in want:
+            return pos
+    return None
+
+
+def ac_at_k(rankings: Sequence[Sequence[str]], truths: Sequence[Truth], k: int) -> float:
+    """AC@k: mean over cases of |top-k ∩ truth| / min(k, |truth|). NaN for no cases."""
+    if len(rankings) != len(truths):
+        raise ValueError(f"{len(rankings)} rankings for {len(truths)} truths")
+    if not rankings:
+        return float("nan")
+    total = 0.0
+    for ranked, truth in zip(rankings, truths, strict=True):
+        want = _truth_set(truth)
+        if want:
+            total += len(set(list(dict.fromkeys(ranked))[:k]) & want) / min(k, len(want))
+    return total / len(rankings)
+
+
+def as_at_k(rankings: Sequence[Sequence[str]], truths: Sequence[Truth], k: int) -> float:
+    """AS@k (Nezha): fraction of cases with a true root cause within the top k. NaN for no cases."""
+    if len(rankings) != len(truths):
+        raise ValueError(f"{len(rankings)} rankings for {len(truths)} truths")
+    if not rankings:
+        return float("nan")
+    hits = sum(1 for r, t in zip(rankings, truths, strict=True) if (p := rank_of(r, t)) is not None and p <= k)
+    return hits / len(rankings)
+
+
+def avg_at_k(rankings: Sequence[Sequence[str]], truths: Sequence[Truth], k: int = 5) -> float:
+    """Avg@k: mean of AC@1..AC@k (Avg@5 by default)."""
+    return sum(ac_at_k(rankings, truths, j) for j in range(1, k + 1)) / k
+
+
+def median(values: Sequence[float]) -> float:
+    """Median, NaN for an empty sequence (statistics.median raises instead)."""
+    v = sorted(values)
+    if not v:
+        return float("nan")
+    mid = len(v) // 2
+    return float(v[mid]) if len(v) % 2 else (v[mid - 1] + v[mid]) / 2.0
+
+
+def short(service: str, width: int = 28) -> str:
+    """A service name cut for one-line tables (PetShop node names run to 60 characters)."""
+    return service if len(service) <= width else service[: width - 1] + "…"
+
+
+def emit(benchmark: str, config: dict, dataset: str, dataset_hash: str, figures: dict, record: bool = True) -> None:
+    """Print the figures last (``name: value``); append them to history.jsonl unless ``record`` is False."""
+    if record:
+        from _history import report  # the benchmarks folder is on sys.path when a benchmark runs
+
+        report(benchmark, config, dataset, dataset_hash, figures)
+        return
+    for name, value in figures.items():
+        print(f"{name}: {value:.6g}" if isinstance(value, float) else f"{name}: {value}")
