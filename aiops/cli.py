@@ -82,7 +82,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         out.write(inc.model_dump_json() + "\n")
 
     settings = load_settings(args.config) if args.config else None
-    pipeline = Pipeline(dead_letter, write, detection=settings.detection if settings else None)
+    topology = args.topology or (settings.topology_file if settings else None)
+    pipeline = Pipeline(dead_letter, write, detection=settings.detection if settings else None, topology=topology)
     if args.models and versions(args.models, "metrics"):
         info = pipeline.load_models(args.models)
         print(f"detectors warm-started from {info.path} ({info.meta['series_count']} series)", file=sys.stderr)
@@ -179,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="incidents JSONL (default: stdout)")
     r.add_argument("--dead-letter", help="refused records JSONL (default: deadletter.jsonl beside --out)")
     r.add_argument("--batch-size", type=int, default=256)
-    r.add_argument("--config", help="YAML settings file (detection rules)")
+    r.add_argument("--config", help="YAML settings file (detection rules, topology_file)")
+    r.add_argument("--topology", help='static call graph to add to the learned one: {"edges": [[caller, callee], ...]}')
     r.add_argument("--models", help="models/ folder: warm-start detectors from its latest version, save a new one at the end")
     r.set_defaults(func=cmd_replay)
 

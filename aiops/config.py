@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     slack_signing_secret: str | None = None
     api_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)  # token -> role
     detection: DetectionPolicy = Field(default_factory=DetectionPolicy)  # per-series rules (YAML)
+    topology_file: Path | None = None  # static edges added to (and pinned in) the learned call graph
 
     @field_validator("kafka_topics_metrics", "kafka_topics_logs", "kafka_topics_spans", mode="before")
     @classmethod

@@ -204,7 +204,8 @@ def short(service: str, width: int = 28) -> str:
 def emit(benchmark: str, config: dict, dataset: str, dataset_hash: str, figures: dict, record: bool = True) -> None:
     """Print the figures last (``name: value``); append them to history.jsonl unless ``record`` is False."""
     if record:
-        from _history import report  # the benchmarks folder is on sys.path when a benchmark runs
+        # the benchmarks folder is on sys.path when a benchmark runs
+        from _history import report
 
         report(benchmark, config, dataset, dataset_hash, figures)
         return

@@ -11,8 +11,9 @@ Writes into ``OUT_DIR``:
   ``<metric>.<statistic>`` with the statistic shortened: ``latency.avg|p50|p90|p95|p99``
   (seconds, as recorded), ``requests.sum`` (count per 5-min bucket), ``availability.avg``
   (percent). Empty and NaN cells are "no data" and are skipped.
-* ``topology.json``: the call graph, ``{"edges": [[caller, callee], ...]}`` (graph.csv: cell
-  (row u, column v) = 1 means u calls v).
+* ``topology.json``: the call graph, ``{"edges": [[caller, callee], ...], "nodes": [...]}``
+  (graph.csv: cell (row u, column v) = 1 means u calls v; ``nodes`` keeps isolated nodes), the
+  static topology file ``aiops replay --topology`` reads.
 * ``truth.json``: ``{"root_cause": node, "target": {...}, "onset_unix_nano": target time, ...}``
   plus the window and the history's time shift.
 
@@ -95,8 +96,8 @@ def read_metrics(path: Path) -> Table:
     return Table(columns, [ts[i] for i in order], [rows[i] for i in order])
 
 
-def read_graph(path: Path) -> list[tuple[str, str]]:
-    """graph.csv adjacency matrix → (caller, callee) edges."""
+def read_graph(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """graph.csv adjacency matrix → (nodes, (caller, callee) edges)."""
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         header = next(reader)[1:]
@@ -108,7 +109,7 @@ def read_graph(path: Path) -> list[tuple[str, str]]:
             for callee, cell in zip(header, row[1:], strict=True):
                 if cell.strip() and float(cell) != 0.0:
                     edges.append((caller, callee))
-    return edges
+    return header, edges
 
 
 def read_cases(petshop_dir: Path) -> list[Case]:
@@ -172,8 +173,9 @@ def build(petshop_dir: str | Path, case_id: str, out_dir: str | Path) -> dict:
     issue_lines, _ = _lines(issue, 0.0, until=None)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.jsonl").write_bytes(b"\n".join(hist_lines + issue_lines) + b"\n")
-    edges = read_graph(scenario_dir / "graph.csv")
-    (out_dir / "topology.json").write_text(json.dumps({"edges": [list(e) for e in edges]}, indent=1) + "\n", encoding="utf-8")
+    nodes, edges = read_graph(scenario_dir / "graph.csv")
+    topology = {"edges": [list(e) for e in edges], "nodes": nodes}
+    (out_dir / "topology.json").write_text(json.dumps(topology, indent=1) + "\n", encoding="utf-8")
     truth = {
         "case_id": case.case_id,
         "scenario": case.scenario,
@@ -181,9 +183,9 @@ def build(petshop_dir: str | Path, case_id: str, out_dir: str | Path) -> dict:
         "root_cause": case.root_cause,
         "target": {"node": case.target_node, "metric": case.target_metric, "agg": case.target_agg,
                    "timestamp": case.target_ts},
-        "onset_unix_nano": int(round(case.target_ts * 1e9)),
-        "window_start_unix_nano": int(round(start * 1e9)),
-        "window_end_unix_nano": int(round(end * 1e9)),  # the last issue row
+        "onset_unix_nano": round(case.target_ts * 1e9),
+        "window_start_unix_nano": round(start * 1e9),
+        "window_end_unix_nano": round(end * 1e9),  # the last issue row
         "issue_rows": len(issue.ts),
         "history_rows": hist_rows,
         "history_shift_s": shift,

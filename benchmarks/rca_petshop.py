@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-import petshop_loader  # noqa: E402
-from _rca_eval import (  # noqa: E402
+import petshop_loader
+from _rca_eval import (
     ac_at_k,
     avg_at_k,
     emit,
@@ -51,7 +51,7 @@ from _rca_eval import (  # noqa: E402
     short,
 )
 
-from aiops.detect.bank import BankConfig  # noqa: E402
+from aiops.detect.bank import BankConfig
 
 WINDOW_AFTER_S = 300  # an incident may open up to one sample after the last issue row
 KEEP = 10  # ranked services kept per case in the report

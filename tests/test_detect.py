@@ -520,7 +520,7 @@ def test_rule_sensitivity_lands_in_the_bank_through_the_pipeline():
     ],
 )
 def test_default_rules(key, direction):
-    assert DetectionPolicy().resolve(key) == (direction, 2, 1.0, np.inf, -np.inf)
+    assert DetectionPolicy().resolve(key) == (direction, DetectionPolicy().default_min_duration, 1.0, np.inf, -np.inf)
 
 
 def test_user_rules_come_before_defaults_field_by_field():
@@ -532,7 +532,7 @@ def test_user_rules_come_before_defaults_field_by_field():
     )
     assert policy.resolve("checkout/http.server.duration") == (0, 4, 3.0, 2.5, -np.inf)
     assert policy.resolve("checkout/cpu") == (1, 9, 3.0, 2.5, -np.inf)  # direction still from the defaults
-    assert policy.resolve("cart/cpu") == (1, 2, 1.0, np.inf, -np.inf)
+    assert policy.resolve("cart/cpu") == (1, policy.default_min_duration, 1.0, np.inf, -np.inf)
     no_defaults = DetectionPolicy(use_default_rules=False, default_direction="down", default_min_duration=5)
     assert no_defaults.resolve("cart/cpu") == (-1, 5, 1.0, np.inf, -np.inf)
 
@@ -565,7 +565,7 @@ class Track:
 
     def __init__(self, keys: list[str], policy: DetectionPolicy | None = None, quiet_points: int = 3) -> None:
         self.keys, self.services = keys, [k.split("/")[0] for k in keys]
-        self.table = PolicyTable(policy or DetectionPolicy(use_default_rules=False))
+        self.table = PolicyTable(policy or DetectionPolicy(use_default_rules=False, default_min_duration=2))
         self.table.extend(keys)
         self.tracker = EpisodeTracker(quiet_points)
         self.t = 0
@@ -604,7 +604,7 @@ def test_a_single_flagged_point_does_not_open_an_episode_with_min_duration_2():
 
 def test_min_duration_and_direction_from_rules():
     rule = SeriesRule(match="svc/slow*", min_duration=3, direction="up")
-    policy = DetectionPolicy(rules=[rule], use_default_rules=False)
+    policy = DetectionPolicy(rules=[rule], use_default_rules=False, default_min_duration=2)
     tr = Track(["svc/slow", "svc/other"], policy)
     opened = []
     for i in range(4):

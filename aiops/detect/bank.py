@@ -44,7 +44,7 @@ class BankConfig:
     windows: tuple[int, ...] = (3, 10, 30)  # moving-average views, in points (EWMA, alpha = 2 / (w + 1))
     vol_windows: tuple[int, ...] = (30,)  # moving-std views (EW), in points
     half_excess: float = 0.06  # excess beyond the known range (share of the range) that scores 0.5
-    young: float = 100.0  # a series with n points needs (1 + young / n) times the excess: records are common early
+    young: float = 300.0  # a series with n points needs (1 + young / n) times the excess: records are common early
     forget: float = 1e-5  # per point, extremes move back toward the range by this share of it
     season_alpha: float = 0.1  # hour-of-day profile: weight of the newest visit to a bin
     rel_floor: float = 1e-6  # a range is never narrower than this share of the value's magnitude

@@ -47,7 +47,7 @@ class DetectionPolicy(BaseModel):
 
     rules: list[SeriesRule] = Field(default_factory=list)
     default_direction: Direction = "both"
-    default_min_duration: int = Field(default=2, ge=1)
+    default_min_duration: int = Field(default=3, ge=1)
     use_default_rules: bool = True
 
     def resolve(self, key: str) -> tuple[int, int, float, float, float]:
