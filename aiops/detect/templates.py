@@ -10,11 +10,13 @@ shape and adds what a long-running engine needs:
   before tokenizing. :data:`DEFAULT_MASKS` is generic: one rule set for every system;
 - **grouping rules that hold across systems** (each measured on Loghub-2k, see
   ``benchmarks/loghub.py``): similarity counts only the positions where neither side holds a
-  variable; two *different plain words* at one position ("Started"/"Stopped", "HTTPS"/"SOCKS5")
-  are two templates, however similar the rest; the tree routes on leading tokens only when they
-  are plain words (a leading host, path or class name goes to the ``<*>`` branch); and a line
-  whose variables span a different number of tokens ("850 bytes" / "1190 bytes (1.16 KB)")
-  joins the template whose *shape* (runs of variables collapsed) it shares;
+  variable (a token that fits a partly variable one, "rhost=<*>" / "rhost=example.org", and
+  another value of the same key, "tag=a" / "tag=b", count as variables); two *different plain
+  words* at one position ("Started"/"Stopped", "HTTPS"/"SOCKS5") are two templates, however
+  similar the rest; the tree routes on leading tokens only when they are plain words (a leading
+  host, path or class name goes to the ``<*>`` branch); and a line whose variables span a
+  different number of tokens ("850 bytes" / "1190 bytes (1.16 KB)") joins the template whose
+  *shape* (runs of variables collapsed) it shares;
 - **caches in front of the tree**: a line is looked up by its *digit-folded* bytes (every ASCII
   digit read as ``0``), then by its masked text; only a new shape is masked and searched;
 - **bounded memory**: at most ``max_templates`` templates (the least recently matched is
@@ -39,6 +41,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -52,8 +55,8 @@ __all__ = [
     "DEFAULT_MASKS",
     "DEFAULT_VARIABLES",
     "WILDCARD",
-    "Match",
     "MaskRule",
+    "Match",
     "MinerConfig",
     "Template",
     "TemplateMiner",
@@ -143,17 +146,17 @@ class MinerConfig:
     depth: int = 4  # as in Drain: token count, depth - 2 leading tokens, then the leaf
     sim_threshold: float = 0.7  # share of comparable tokens a line must share with a template to join it
     max_children: int = 100  # children per tree node; further tokens go to the <*> child
-    max_templates: int = 10_000  # beyond this the least recently matched template is evicted
+    max_templates: int = 5_000  # beyond this the least recently matched template is evicted (~2.5 kB each)
     max_line_chars: int = 4096  # longer lines are cut to this many characters first
     max_tokens: int = 256  # tokens past this many are dropped
-    cache_size: int = 65_536  # entries per cache (folded lines, masked lines, word classes); cleared when full
+    cache_size: int = 32_768  # entries per cache (folded lines, masked lines, words); cleared when full
     fold_digits: bool = True  # cache by digit-folded bytes (needs masks that treat all digits alike)
 
     def __post_init__(self) -> None:
         for name in ("depth", "max_children", "max_templates", "max_line_chars", "max_tokens", "cache_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool):
-                raise ValueError(f"MinerConfig.{name} must be an int, got {v!r}")
+                raise TypeError(f"MinerConfig.{name} must be an int, got {v!r}")
         if self.depth < 3:
             raise ValueError("MinerConfig.depth must be >= 3 (token count, a leading token, the leaf)")
         if self.max_children < 2 or min(self.max_templates, self.max_line_chars, self.max_tokens, self.cache_size) < 1:
@@ -161,10 +164,10 @@ class MinerConfig:
         if not isinstance(self.sim_threshold, (int, float)) or not 0.0 < self.sim_threshold <= 1.0:
             raise ValueError("MinerConfig.sim_threshold must be in (0, 1]")
         if not isinstance(self.fold_digits, bool):
-            raise ValueError("MinerConfig.fold_digits must be a bool")
+            raise TypeError("MinerConfig.fold_digits must be a bool")
         for m in self.masks:
             if not isinstance(m, MaskRule) or not isinstance(m.pattern, str) or not isinstance(m.placeholder, str):
-                raise ValueError(f"MinerConfig.masks holds {m!r}, not a MaskRule of two strings")
+                raise TypeError(f"MinerConfig.masks holds {m!r}, not a MaskRule of two strings")
             try:
                 re.compile(m.pattern)
             except re.error as exc:
@@ -221,7 +224,7 @@ def template_id(tokens: Sequence[str]) -> str:
 
 
 class _Cluster:
-    __slots__ = ("id", "tokens", "template", "size", "route", "wild", "shapes", "alive")
+    __slots__ = ("alive", "id", "route", "shapes", "size", "template", "tokens", "wild")
 
     def __init__(self, cid: str, tokens: list[str], route: tuple[str, ...], size: int = 0) -> None:
         self.id = cid
@@ -238,7 +241,7 @@ class _Guard:
     """A folded-line cache entry for a line whose masked text kept digits ("ssh2"): it holds
     only for lines with the same digits at the same places."""
 
-    __slots__ = ("cluster", "positions", "digits")
+    __slots__ = ("cluster", "digits", "positions")
 
     def __init__(self, cluster: _Cluster, positions: tuple[int, ...], digits: str) -> None:
         self.cluster, self.positions, self.digits = cluster, positions, digits
@@ -276,6 +279,8 @@ class TemplateMiner:
         self._key_cache: dict[bytes, _Cluster | _Guard] = {}  # digit-folded line -> template
         self._masked_cache: dict[str, _Cluster] = {}  # masked line -> template
         self._plain_cache: dict[str, bool] = {}  # token -> is a plain word
+        self._max_chars, self._fold = cfg.max_line_chars, cfg.fold_digits
+        self._key_get, self._touch = self._key_cache.get, self._clusters.move_to_end
 
     def __len__(self) -> int:
         """The number of live templates."""
@@ -283,25 +288,26 @@ class TemplateMiner:
 
     def add(self, message: str) -> Match:
         """Mine one line: the template it belongs to, created if none fits."""
-        if len(message) > self.config.max_line_chars:
-            message = message[: self.config.max_line_chars]
+        if len(message) > self._max_chars:
+            message = message[: self._max_chars]
         key = None
         v: Any = None
-        if self.config.fold_digits:
+        if self._fold:
             try:
                 key = message.encode().translate(_FOLD)
             except UnicodeEncodeError:  # lone surrogates
                 key = message.encode("utf-8", "surrogatepass").translate(_FOLD)
-            v = self._key_cache.get(key)
+            v = self._key_get(key)
             if v is not None and v.__class__ is not _Cluster:  # a _Guard
                 v = v.cluster if "".join([message[i] for i in v.positions]) == v.digits else None
-        if v is not None and v.alive:
-            c, new = v, False
-        else:
-            c, new = self._slow(message, key)
-        c.size += 1
-        self._clusters.move_to_end(c.id)
-        return _make(Match, (c.id, c.template, new, c.size))
+        if v is None or not v.alive:
+            v, new = self._slow(message, key)
+            v.size += 1
+            self._touch(v.id)
+            return _make(Match, (v.id, v.template, new, v.size))
+        v.size += 1
+        self._touch(v.id)
+        return _make(Match, (v.id, v.template, False, v.size))
 
     def add_batch(self, messages: Sequence[str]) -> list[Match]:
         """:meth:`add` for each line in order: the same results, less overhead per line."""
@@ -372,7 +378,9 @@ class TemplateMiner:
             raise TemplateStateError("template miner state must be a dict")
         version = d.get("version")
         if version != STATE_VERSION or isinstance(version, bool):
-            raise TemplateStateError(f"unknown template miner state version {version!r} (this code reads {STATE_VERSION})")
+            raise TemplateStateError(
+                f"unknown template miner state version {version!r} (this code reads {STATE_VERSION})"
+            )
         try:
             miner = cls(MinerConfig.from_json(d["config"]))
             for t in d["templates"]:
@@ -496,7 +504,10 @@ class TemplateMiner:
                 else:
                     mism += 1
                     if WILDCARD in t or WILDCARD in x:
-                        comparable -= 1
+                        if _fits(t, x):  # an instance of a partly variable token
+                            comparable -= 1
+                    elif (i := t.find("=")) > 0 and t[: i + 1] == x[: i + 1]:
+                        comparable -= 1  # another value of the same key
                     elif plain(t) and plain(x):
                         break
             else:
@@ -568,6 +579,18 @@ class TemplateMiner:
             path = parent
 
 
+@functools.lru_cache(maxsize=4096)
+def _glob(token: str) -> Callable[[str], re.Match[str] | None]:
+    """A partly variable token as a pattern: ``<*>`` stands for any text."""
+    return re.compile(".*?".join(re.escape(part) for part in token.split(WILDCARD)), re.DOTALL).fullmatch
+
+
+def _fits(t: str, x: str) -> bool:
+    """Whether one of two different tokens is an instance of the other read as a pattern
+    ("rhost=<*>" and "rhost=example.org"; not "num=<*>,flags=<*>" and "topActivity=Foo")."""
+    return (WILDCARD in t and _glob(t)(x) is not None) or (WILDCARD in x and _glob(x)(t) is not None)
+
+
 def _shape(tokens: Sequence[str]) -> str:
     """The token sequence with each run of variable-only tokens as one ``<*>``: lines of one
     template whose variables span a varying number of tokens ("850 bytes" / "1190 bytes
@@ -599,9 +622,8 @@ def _compile_masks(
     compiled = [(re.compile(p), ph.replace("\\", "\\\\")) for p, ph in steps]
     if len(compiled) == 1:
         rx, repl = compiled[0]
-        sub = rx.sub
         kept = re.compile(f"{rx.pattern}|(?P<{_KEPT}>\\d)").finditer
-        return (lambda s: sub(repl, s)), kept
+        return functools.partial(rx.sub, repl), kept
 
     def apply(s: str) -> str:
         for rx, repl in compiled:
