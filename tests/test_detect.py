@@ -520,7 +520,10 @@ def test_rule_sensitivity_lands_in_the_bank_through_the_pipeline():
     ],
 )
 def test_default_rules(key, direction):
-    assert DetectionPolicy().resolve(key) == (direction, DetectionPolicy().default_min_duration, 1.0, np.inf, -np.inf)
+    p = DetectionPolicy()
+    windowed = "/log." in key or "/span." in key  # sampled 30 s windows must stay anomalous for three
+    expected = (direction, 3 if windowed else p.default_min_duration, 1.0, np.inf, -np.inf, p.default_min_duration_s)
+    assert p.resolve(key) == expected
 
 
 def test_user_rules_come_before_defaults_field_by_field():
@@ -530,11 +533,13 @@ def test_user_rules_come_before_defaults_field_by_field():
             SeriesRule(match="checkout/*", sensitivity=3.0, slo_above=2.5, min_duration=9),
         ]
     )
-    assert policy.resolve("checkout/http.server.duration") == (0, 4, 3.0, 2.5, -np.inf)
-    assert policy.resolve("checkout/cpu") == (1, 9, 3.0, 2.5, -np.inf)  # direction still from the defaults
-    assert policy.resolve("cart/cpu") == (1, policy.default_min_duration, 1.0, np.inf, -np.inf)
-    no_defaults = DetectionPolicy(use_default_rules=False, default_direction="down", default_min_duration=5)
-    assert no_defaults.resolve("cart/cpu") == (-1, 5, 1.0, np.inf, -np.inf)
+    t = policy.default_min_duration_s
+    assert policy.resolve("checkout/http.server.duration") == (0, 4, 3.0, 2.5, -np.inf, t)
+    assert policy.resolve("checkout/cpu") == (1, 9, 3.0, 2.5, -np.inf, t)  # direction still from the defaults
+    assert policy.resolve("cart/cpu") == (1, policy.default_min_duration, 1.0, np.inf, -np.inf, t)
+    no_defaults = DetectionPolicy(use_default_rules=False, default_direction="down", default_min_duration=5,
+                                  default_min_duration_s=0)  # fmt: skip
+    assert no_defaults.resolve("cart/cpu") == (-1, 5, 1.0, np.inf, -np.inf, 0.0)
 
 
 def test_policy_rejects_bad_rules():
@@ -565,7 +570,7 @@ class Track:
 
     def __init__(self, keys: list[str], policy: DetectionPolicy | None = None, quiet_points: int = 3) -> None:
         self.keys, self.services = keys, [k.split("/")[0] for k in keys]
-        self.table = PolicyTable(policy or DetectionPolicy(use_default_rules=False, default_min_duration=2))
+        self.table = PolicyTable(policy or DetectionPolicy(use_default_rules=False, default_min_duration=2, default_min_duration_s=0))
         self.table.extend(keys)
         self.tracker = EpisodeTracker(quiet_points)
         self.t = 0
@@ -604,7 +609,7 @@ def test_a_single_flagged_point_does_not_open_an_episode_with_min_duration_2():
 
 def test_min_duration_and_direction_from_rules():
     rule = SeriesRule(match="svc/slow*", min_duration=3, direction="up")
-    policy = DetectionPolicy(rules=[rule], use_default_rules=False, default_min_duration=2)
+    policy = DetectionPolicy(rules=[rule], use_default_rules=False, default_min_duration=2, default_min_duration_s=0)
     tr = Track(["svc/slow", "svc/other"], policy)
     opened = []
     for i in range(4):
@@ -869,3 +874,19 @@ def test_an_older_good_version_still_loads_after_a_bad_newer_one(tmp_path):
     assert info.version == 1 and keys == KEYS and bank.size == 5
     shutil.rmtree(folder)
     assert versions(tmp_path, "core") == []
+
+
+@pytest.mark.parametrize(("step_s", "points_to_open"), [(10, 3), (60, 1), (300, 1)])
+def test_min_duration_counts_time_so_slow_scrapes_open_on_one_point(step_s, points_to_open):
+    table = PolicyTable(DetectionPolicy(use_default_rules=False))  # defaults: 1 point, 30 s
+    table.extend(["svc/a"])
+    tracker = EpisodeTracker()
+    ids = np.array([0])
+    opened_at = None
+    for k in range(6):  # one calm point (sets the interval), then flagged points
+        score = 0.0 if k == 0 else 0.9
+        act = tracker.update(ids, np.array([1_700_000_000 * S + k * step_s * S]), np.array([1.0]), np.array([score]),
+                             np.array([1], dtype=np.int8), ["svc/a"], ["svc"], table)  # fmt: skip
+        if act.opened and opened_at is None:
+            opened_at = k
+    assert opened_at == points_to_open

@@ -1,8 +1,10 @@
 """From per-point scores to anomaly episodes: one event per series per episode.
 
 A point is flagged when its score reaches 0.5 in a direction the series' policy cares about, or
-when it crosses a hard SLO bound. A series opens an episode after ``min_duration`` flagged points
-in a row and closes it after ``quiet_points`` normal points. Re-seeing the same episode (an
+when it crosses a hard SLO bound. A series opens an episode once it has been flagged for
+``min_duration`` points in a row covering ``min_duration_s`` (each point counts its sampling
+interval, so 30 s is three 10 s scrapes or one minute-scrape), and closes it after
+``quiet_points`` normal points. Re-seeing the same episode (an
 at-least-once replay, a long incident) never opens a second anomaly.
 """
 
@@ -51,6 +53,7 @@ class EpisodeTracker:
         self.quiet = np.zeros(0, dtype=np.int64)
         self.active = np.zeros(0, dtype=bool)
         self.first_ts = np.zeros(0, dtype=np.int64)
+        self.prev_ts = np.zeros(0, dtype=np.int64)
 
     def _grow(self, size: int) -> None:
         extra = size - len(self.run)
@@ -59,6 +62,7 @@ class EpisodeTracker:
             self.quiet = np.r_[self.quiet, np.zeros(extra, dtype=np.int64)]
             self.active = np.r_[self.active, np.zeros(extra, dtype=bool)]
             self.first_ts = np.r_[self.first_ts, np.zeros(extra, dtype=np.int64)]
+            self.prev_ts = np.r_[self.prev_ts, np.zeros(extra, dtype=np.int64)]
 
     def update(self, ids: np.ndarray, ts: np.ndarray, values: np.ndarray, scores: np.ndarray,
                directions: np.ndarray, keys: list[str], services: list[str], policy: PolicyTable,
@@ -75,8 +79,11 @@ class EpisodeTracker:
         starting = flag & (self.run[ids] == 0)
         self.first_ts[ids[starting]] = ts[starting]
         self.run[ids] = run
+        prev = self.prev_ts[ids]
+        self.prev_ts[ids] = ts
+        covered = ts - self.first_ts[ids] + np.where(prev > 0, ts - prev, 0)  # each point counts its interval
         was_active = self.active[ids]
-        opens = flag & ~was_active & (run >= policy.min_duration[ids])
+        opens = flag & ~was_active & (run >= policy.min_duration[ids]) & (covered >= policy.min_duration_ns[ids])
         quiet = np.where(flag, 0, self.quiet[ids] + 1)
         self.quiet[ids] = quiet
         closes = was_active & (quiet >= self.quiet_points)
@@ -92,8 +99,9 @@ class EpisodeTracker:
         return Activity(opened, ids[live], ts[live], scores[live])
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"run": self.run, "quiet": self.quiet, "active": self.active, "first_ts": self.first_ts}
+        return {"run": self.run, "quiet": self.quiet, "active": self.active, "first_ts": self.first_ts,
+                "prev_ts": self.prev_ts}  # fmt: skip
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        for k in ("run", "quiet", "active", "first_ts"):
+        for k in ("run", "quiet", "active", "first_ts", "prev_ts"):
             setattr(self, k, np.array(arrays[k]))

@@ -23,12 +23,19 @@ class SeriesRule(BaseModel):
     match: str = Field(description="glob over the series key, e.g. 'checkout/*duration*'")
     direction: Direction | None = None
     min_duration: int | None = Field(default=None, ge=1, description="flagged points in a row before an anomaly opens")
+    min_duration_s: float | None = Field(
+        default=None, ge=0, description="and for how long, counting each point's sampling interval"
+    )
     sensitivity: float | None = Field(default=None, gt=0, description="multiplies the alarm risk: 10 = more alerts")
     slo_above: float | None = None
     slo_below: float | None = None
 
 
 DEFAULT_RULES = [
+    # Series built from sampled spans and logs in 30 s windows are noisier than scraped metrics:
+    # they must stay anomalous for three windows.
+    SeriesRule(match="*/span.*", min_duration=3),
+    SeriesRule(match="*/log.*", min_duration=3),
     SeriesRule(match="*duration*", direction="up"),
     SeriesRule(match="*latency*", direction="up"),
     SeriesRule(match="*error*", direction="up"),
@@ -47,16 +54,18 @@ class DetectionPolicy(BaseModel):
 
     rules: list[SeriesRule] = Field(default_factory=list)
     default_direction: Direction = "both"
-    default_min_duration: int = Field(default=3, ge=1)
+    default_min_duration: int = Field(default=1, ge=1)
+    default_min_duration_s: float = Field(default=30.0, ge=0)  # 3 scrapes at 10 s, 1 at a minute or more
     use_default_rules: bool = True
 
-    def resolve(self, key: str) -> tuple[int, int, float, float, float]:
-        """(direction, min_duration, sensitivity, slo_above, slo_below) for one series key.
+    def resolve(self, key: str) -> tuple[int, int, float, float, float, float]:
+        """(direction, min_duration, sensitivity, slo_above, slo_below, min_duration_s) for one series key.
 
         Each field comes from the first matching rule that sets it, user rules before defaults.
         """
         direction: Direction | None = None
         min_duration: int | None = None
+        min_duration_s: float | None = None
         sensitivity: float | None = None
         above: float | None = None
         below: float | None = None
@@ -64,6 +73,7 @@ class DetectionPolicy(BaseModel):
             if fnmatch.fnmatchcase(key, rule.match):
                 direction = direction or rule.direction
                 min_duration = min_duration or rule.min_duration
+                min_duration_s = min_duration_s if min_duration_s is not None else rule.min_duration_s
                 sensitivity = sensitivity or rule.sensitivity
                 above = above if above is not None else rule.slo_above
                 below = below if below is not None else rule.slo_below
@@ -73,6 +83,7 @@ class DetectionPolicy(BaseModel):
             sensitivity or 1.0,
             np.inf if above is None else above,
             -np.inf if below is None else below,
+            self.default_min_duration_s if min_duration_s is None else min_duration_s,
         )
 
 
@@ -86,6 +97,7 @@ class PolicyTable:
         self.sensitivity = np.zeros(0, dtype=np.float32)
         self.slo_above = np.zeros(0)
         self.slo_below = np.zeros(0)
+        self.min_duration_ns = np.zeros(0, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.direction)
@@ -95,10 +107,11 @@ class PolicyTable:
         start = len(self)
         rows = [self.policy.resolve(k) for k in keys[start:]]
         if rows:
-            d, m, s, a, b = (np.array(col) for col in zip(*rows, strict=True))
+            d, m, s, a, b, t = (np.array(col) for col in zip(*rows, strict=True))
             self.direction = np.r_[self.direction, d.astype(np.int8)]
             self.min_duration = np.r_[self.min_duration, m.astype(np.int16)]
             self.sensitivity = np.r_[self.sensitivity, s.astype(np.float32)]
             self.slo_above = np.r_[self.slo_above, a.astype(np.float64)]
             self.slo_below = np.r_[self.slo_below, b.astype(np.float64)]
+            self.min_duration_ns = np.r_[self.min_duration_ns, (t * 1e9).astype(np.int64)]
         return range(start, len(self))
