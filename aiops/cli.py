@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the whole pipeline on the built-in simulator (no setup)")
     d.add_argument("--port", type=int, default=8080, help="API/dashboard port (reserved: the API lands in a later release)")
     d.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
-    d.add_argument("--speed", type=float, default=30.0, help="simulated seconds per real second")
+    d.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
     d.add_argument("--services", type=int, default=8, help="number of simulated services")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--history", type=float, default=3600.0, help="start simulated time this many seconds ago")

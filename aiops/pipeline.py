@@ -24,7 +24,7 @@ from aiops.correlate.changes import ChangeIndex
 from aiops.correlate.contract import Incident
 from aiops.correlate.incidents import IncidentManager
 from aiops.detect.bank import BankConfig, DetectorBank, config_from_json
-from aiops.detect.episodes import Anomaly, EpisodeTracker
+from aiops.detect.episodes import Activity, Anomaly, EpisodeTracker
 from aiops.detect.models import ModelInfo, load_bank, save_bank
 from aiops.detect.policy import DetectionPolicy, PolicyTable
 from aiops.detect.series import SeriesIndex, rounds
@@ -34,7 +34,7 @@ from aiops.ingest.aggregate import LogMetrics, SpanMetrics
 from aiops.ingest.deadletter import DeadLetterSink
 from aiops.ingest.decode import decode
 from aiops.ingest.derive import Deriver
-from aiops.ingest.records import Message, MetricBatch, Reject
+from aiops.ingest.records import Message, MetricBatch, Reject, series_key
 from aiops.ingest.validate import ValidationPolicy, Validator
 
 SNAPSHOT_VERSION = 1
@@ -162,6 +162,7 @@ class Pipeline:
         self.stats.changes += len(changes)
         self.changes.add(changes)
         self._reject(rejects + late)
+        self._new_templates()
         watermark = self.validator.watermark
         self._detect(MetricBatch.concat([
             self.deriver.derive(raw, histograms),
@@ -174,6 +175,24 @@ class Pipeline:
     def flush(self) -> None:
         """End of stream: close every window so its series are scored too."""
         self._detect(MetricBatch.concat([self.span_metrics.flush(final=True), self.log_metrics.flush(final=True)]))
+
+    def _new_templates(self) -> None:
+        """A never-seen WARN/ERROR log template is evidence by itself: an anomaly, no detector needed."""
+        found = [
+            Anomaly(series_key(service, "log.new_template", {"severity": cls, "template": tid, "text": text[:80]}),
+                    service, ts, 0.9, 1, 1.0, 0.0)
+            for ts, service, tid, text, cls in self.log_metrics.take_new_templates()
+        ]  # fmt: skip
+        if found:
+            empty = np.zeros(0, dtype=np.int64)
+            self._opened(Activity(found, empty, empty, np.zeros(0)), may_open=False)
+
+    def _opened(self, activity: Activity, may_open: bool = True) -> None:
+        self.stats.anomalies += len(activity.opened)
+        if self.on_anomaly is not None:
+            for a in activity.opened:
+                self.on_anomaly(a)
+        self._publish(self.incidents.on_activity(activity, self.series.keys, may_open))
 
     def _reject(self, rejects: list[Reject]) -> None:
         if rejects:
@@ -195,11 +214,7 @@ class Pipeline:
             scores, directions = self.bank.update(i, ts, x)
             activity = self.episodes.update(i, ts, x, scores, directions, keys, services, self.policy,
                                             self.bank.baseline(i))  # fmt: skip
-            self.stats.anomalies += len(activity.opened)
-            if self.on_anomaly is not None:
-                for a in activity.opened:
-                    self.on_anomaly(a)
-            self._publish(self.incidents.on_activity(activity, keys))
+            self._opened(activity)
 
     def feedback(self, series: str, kind: str) -> None:
         """An expert's verdict on a series' anomaly (``false_positive`` or ``missed``): retunes that series."""

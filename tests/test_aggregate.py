@@ -124,7 +124,7 @@ def test_log_severity_rates_with_zeros():
     add(lm, [log("pay", W0 + S, 17), log("pay", W0 + 2 * S, 21), log("pay", W0 + 3 * S, 13), log("pay", W0 + 4 * S, 9),
              log("pay", W0 + 5 * S, 0), log("cart", W0 + 6 * S, 9)])  # fmt: skip
     add(lm, [log("cart", W0 + 35 * S, 9)])  # the second window: pay is silent
-    out = as_dict(lm.flush(final=True))
+    out = {k: v for k, v in as_dict(lm.flush(final=True)).items() if "/log.records:" in k[0]}
     w1, w2 = W0 + 30 * S, W0 + 60 * S
     key = "{}/log.records:rate{{severity={}}}"
     assert out[(key.format("pay", "ERROR"), w1)] == pytest.approx(2 / 30)
@@ -164,3 +164,25 @@ def test_negative_severity_does_not_crash():
     lm = LogMetrics(30, 30)
     assert add(lm, [log("a", W0, -1)]) == []
     assert len(lm.flush(final=True)) == 3
+
+
+def test_error_templates_become_series_and_a_new_one_is_evidence():
+    lm = LogMetrics(30, 30, new_after=3)
+    routine = [log("pay", W0 + i * S, 9) for i in range(4)]
+    for r in routine:
+        r.body = f"GET /pay/{r.ts} 200"
+    boom = log("pay", W0 + 10 * S, 17)
+    boom.body = "Connection refused to db-7:5432 after 3 retries"
+    again = log("pay", W0 + 12 * S, 17)
+    again.body = "Connection refused to db-9:5432 after 5 retries"
+    add(lm, [*routine, boom, again])
+    (new,) = lm.take_new_templates()  # the same template twice is one piece of evidence
+    ts, service, tid, text, cls = new
+    assert (ts, service, cls) == (W0 + 10 * S, "pay", "ERROR") and "Connection refused" in text
+    assert lm.take_new_templates() == []
+    out = as_dict(lm.flush(final=True))
+    assert out[(f"pay/log.template:rate{{severity=ERROR,template={tid}}}", W0 + 30 * S)] == pytest.approx(2 / 30)
+    state = json.loads(json.dumps(lm.state()))
+    restored = LogMetrics(30, 30, new_after=3)
+    restored.load_state(state)
+    assert restored.miners["pay"].add(again.body).template_id == tid

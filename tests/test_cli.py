@@ -17,6 +17,9 @@ CONTRACT_KEYS = {"id", "opened_at_unix_nano", "updated_at_unix_nano", "status", 
                  "root_causes", "anomalies", "changes", "suggested_playbook"}  # fmt: skip
 
 
+SHOP_S = 2700  # the calm lead-in, then the first fault (postgres latency) and the second's start
+
+
 def _aiops(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "aiops", *args], capture_output=True, text=True, timeout=timeout)
 
@@ -24,7 +27,7 @@ def _aiops(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("shop")
-    write_replay(default_scenario(seed=3), out, 1800)
+    write_replay(default_scenario(seed=3), out, SHOP_S)
     return out
 
 
@@ -87,7 +90,7 @@ def test_run_refuses_unknown_settings(tmp_path: Path) -> None:
 
 def test_simulated_truth_is_what_the_replay_folder_says(shop: Path) -> None:
     sim: Simulator = default_scenario(seed=3)
-    assert json.loads((shop / "truth.json").read_text()) == [t for t in sim.truth if t["onset_unix_nano"] < sim.start_unix_nano + 1800 * 10**9]
+    assert json.loads((shop / "truth.json").read_text()) == [t for t in sim.truth if t["onset_unix_nano"] < sim.start_unix_nano + SHOP_S * 10**9]
 
 
 def test_replay_saves_versioned_detectors_and_warm_starts_from_them(shop: Path, tmp_path: Path) -> None:

@@ -58,11 +58,17 @@ class IncidentManager:
         self.open: dict[str, _Open] = {}
         self._series_incident: dict[str, str] = {}
 
-    def on_activity(self, activity: Activity, keys: list[str]) -> list[Incident]:
-        """Fold one round of detector output in; return incidents that opened or changed."""
+    def on_activity(self, activity: Activity, keys: list[str], may_open: bool = True) -> list[Incident]:
+        """Fold one round of detector output in; return incidents that opened or changed.
+
+        ``may_open=False`` is for supporting evidence (a never-seen log template): it joins a related
+        open incident but never opens one on its own, since rare messages appear in healthy systems too.
+        """
         touched: set[str] = set()
         for a in activity.opened:
-            inc = self._home(a)
+            inc = self._home(a, may_open)
+            if inc is None:
+                continue
             if a.id not in inc.anomalies:
                 inc.anomalies[a.id] = a
                 inc.last_activity = max(inc.last_activity, a.first_seen)
@@ -83,13 +89,15 @@ class IncidentManager:
         known = [s for s in inc.services if s in g.g]
         return not known or any(g.connected(service, s) for s in known)
 
-    def _home(self, a: Anomaly) -> _Open:
+    def _home(self, a: Anomaly, may_open: bool = True) -> _Open | None:
         best = None
         for inc in self.open.values():
             close = a.first_seen - inc.last_activity <= self.group_window
             if close and self._related(a.service, inc) and (best is None or inc.opened_at < best.opened_at):
                 best = inc
         if best is None:
+            if not may_open:
+                return None
             inc_id = hashlib.sha1(a.id.encode()).hexdigest()[:16]
             best = self.open[inc_id] = _Open(inc_id, a.first_seen, a.first_seen, a.first_seen)
         return best

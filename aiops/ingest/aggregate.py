@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from aiops.detect.templates import MinerConfig, TemplateMiner
 from aiops.ingest.records import LogRecord, MetricBatch, MetricColumns, PointKind, Reject, Span, row_json, series_key
 
 SERVER, CLIENT = 2, 3
@@ -130,19 +131,52 @@ class SpanMetrics:
 
 
 class LogMetrics:
-    """Per service: log records per second by severity class, zeros included once a service logs."""
+    """Per service: log records per second by severity class (zeros included once a service logs),
+    and per WARN/ERROR log template; a template first seen at WARN/ERROR after the service's
+    first ``new_after`` lines is reported by :meth:`take_new_templates` as evidence of its own.
 
-    def __init__(self, width_s: float = 30.0, grace_s: float = 30.0) -> None:
+    Templates are mined per service (:class:`aiops.detect.templates.TemplateMiner`), so one noisy
+    program never evicts another's templates; each service tracks at most
+    ``max_template_series`` error templates as series.
+    """
+
+    def __init__(self, width_s: float = 30.0, grace_s: float = 30.0, new_after: int = 200,
+                 max_template_series: int = 50, miner: MinerConfig | None = None) -> None:  # fmt: skip
         self.windows = _Windows(width_s, grace_s)
         self.services: set[str] = set()
+        self.new_after = new_after
+        self.max_template_series = max_template_series
+        self.miner_config = miner or MinerConfig(max_templates=1000, cache_size=4096)
+        self.miners: dict[str, TemplateMiner] = {}
+        self.lines: dict[str, int] = {}
+        self.tracked: dict[str, dict[str, str]] = {}  # service -> template id -> severity class
+        self._new: list[tuple[int, str, str, str, str]] = []  # ts, service, id, template, class
 
     def add(self, logs: list[LogRecord], source: str, offset: int, late: list[Reject]) -> None:
         for r in logs:
             self.windows.seen(source, r.ts)
             self.services.add(r.service)
             cls = next((name for name, floor in SEVERITY_CLASSES if r.severity_number >= floor), "INFO")
-            if not self.windows.add(r.ts, r.service, cls):
+            miner = self.miners.get(r.service)
+            if miner is None:
+                miner = self.miners[r.service] = TemplateMiner(self.miner_config)
+            m = miner.add(r.body)
+            seen = self.lines[r.service] = self.lines.get(r.service, 0) + 1
+            tid = None
+            if cls != "INFO":
+                tracked = self.tracked.setdefault(r.service, {})
+                if m.template_id in tracked or len(tracked) < self.max_template_series:
+                    tracked[m.template_id] = cls
+                    tid = m.template_id
+                if m.is_new and seen > self.new_after:
+                    self._new.append((r.ts, r.service, m.template_id, m.template, cls))
+            if not self.windows.add(r.ts, r.service, (cls, tid)):
                 late.append(Reject(source, offset, "late log record: its window already closed", row_json(r)))
+
+    def take_new_templates(self) -> list[tuple[int, str, str, str, str]]:
+        """(ts, service, template id, template, severity class) of error templates never seen before."""
+        out, self._new = self._new, []
+        return out
 
     def flush(self, final: bool = False) -> MetricBatch:
         cols = MetricColumns()
@@ -150,16 +184,32 @@ class LogMetrics:
         for start, groups in self.windows.due(final):
             ts = start + self.windows.width
             for service in sorted(self.services):
-                classes = groups.get(service, [])
+                items = groups.get(service, [])
                 for name, _ in SEVERITY_CLASSES:
-                    rate = sum(1 for c in classes if c == name) / width_s
+                    rate = sum(1 for c, _ in items if c == name) / width_s
                     key = series_key(service, "log.records:rate", {"severity": name})
                     cols.append(key, service, ts, rate, PointKind.GAUGE, 0)
+                counts: dict[str, int] = {}
+                for _, tid in items:
+                    if tid is not None:
+                        counts[tid] = counts.get(tid, 0) + 1
+                for tid, cls in self.tracked.get(service, {}).items():
+                    key = series_key(service, "log.template:rate", {"severity": cls, "template": tid})
+                    cols.append(key, service, ts, counts.get(tid, 0) / width_s, PointKind.GAUGE, 0)
         return cols.freeze()
 
     def state(self) -> dict[str, Any]:
-        return {"windows": self.windows.state(), "services": sorted(self.services)}
+        return {
+            "windows": self.windows.state(),
+            "services": sorted(self.services),
+            "miners": {s: m.state() for s, m in self.miners.items()},
+            "lines": self.lines,
+            "tracked": self.tracked,
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.windows.load_state(state["windows"])
         self.services = set(state["services"])
+        self.miners = {s: TemplateMiner.from_state(m) for s, m in state["miners"].items()}
+        self.lines = {s: int(n) for s, n in state["lines"].items()}
+        self.tracked = {s: dict(t) for s, t in state["tracked"].items()}

@@ -52,6 +52,9 @@ def _metric(series: str) -> str:
 
 def describe(a: Anomaly, service: str) -> str:
     """``callers' client spans span.client.duration:p99 +480 %`` or ``process.cpu.utilization +35 %``."""
+    if "/log.new_template" in a.series:
+        text = a.series.split("text=", 1)[-1].rstrip("}")
+        return f"never-seen log template '{text}'"
     own = a.series.split("/", 1)[0] == service
     what = _metric(a.series) if own else f"callers' client spans {_metric(a.series).split('{', 1)[0]}"
     if math.isfinite(a.baseline) and abs(a.baseline) > 1e-12:
@@ -72,7 +75,11 @@ def rank(
     by_service: dict[str, list[Anomaly]] = {}
     for a in sorted(anomalies, key=lambda a: (a.first_seen, a.series)):
         by_service.setdefault(a.service, []).append(a)
-    onset = {s: items[0].first_seen for s, items in by_service.items()}
+    # a never-seen log template supports a candidate but does not date it: metrics and spans do
+    onset = {
+        s: min((a.first_seen for a in items if "/log.new_template" not in a.series), default=items[0].first_seen)
+        for s, items in by_service.items()
+    }
     first = min(onset.values())
     slack = int(c.explain_slack_s * 1e9)
     out = []

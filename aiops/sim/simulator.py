@@ -222,7 +222,7 @@ _SCENARIO: list[tuple[str, list[str], float, float, float]] = [
     ("memory_leak", ["recommendation", "catalog", "cart"], 1440.0, 420.0, 0.95),
     ("crash", ["payment", "currency", "shipping", "checkout"], 2220.0, 180.0, 1.0),
 ]
-DEFAULT_LEAD_IN_SECONDS = 600.0  # calm traffic first, so detectors have a baseline (30 scrapes and more)
+DEFAULT_LEAD_IN_SECONDS = 1800.0  # calm traffic first: young series need history before they may alert
 DEFAULT_SCENARIO_SECONDS = 2700.0 + DEFAULT_LEAD_IN_SECONDS
 
 
@@ -230,7 +230,7 @@ def default_scenario(
     start_unix_nano: int = DEFAULT_START_UNIX_NANO, n_services: int = 8, seed: int = 0,
     lead_in_s: float = DEFAULT_LEAD_IN_SECONDS, **kwargs: Any,
 ) -> Simulator:
-    """A 55-minute scenario: postgres latency, a bad release, a memory leak, then a crash.
+    """A 75-minute scenario: postgres latency, a bad release, a memory leak, then a crash.
 
     ``lead_in_s`` of calm traffic come before the 45-minute fault schedule.
     Targets fall back to other services when the graph is too small to hold the preferred ones.
