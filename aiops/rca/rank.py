@@ -27,6 +27,8 @@ class RankConfig:
     onset_decay_s: float = 120.0  # a service whose anomalies start 2 min after the first weighs 1/e
     explain_slack_s: float = 60.0  # a callee whose onset is within this after ours still explains us
     explained_factor: float = 0.25  # per anomalous callee that explains the candidate
+    explain_ratio: float = 0.5  # ... whose relative change is at least this share of the candidate's
+    template_only_factor: float = 0.5  # a candidate whose only evidence is a never-seen log template
     deploy_factor: float = 1.5
     config_change_factor: float = 1.2
     new_template_factor: float = 1.2
@@ -63,6 +65,12 @@ def describe(a: Anomaly, service: str) -> str:
     return f"{what} {'up' if a.direction > 0 else 'down'}"
 
 
+def _change(items: list[Anomaly]) -> float:
+    """The largest relative change among a service's anomalies (1.0 = +100 %), inf when unknown."""
+    changes = [abs(a.value / a.baseline - 1.0) for a in items if math.isfinite(a.baseline) and abs(a.baseline) > 1e-12]
+    return max(changes, default=math.inf)
+
+
 def rank(
     anomalies: list[Anomaly],
     graph: DependencyGraph | None,
@@ -93,7 +101,11 @@ def rank(
         if not monitored(service):
             reason += ", no own metrics"
         if graph is not None and service in graph.g:
-            explaining = [d for d in graph.callees(service) if d in onset and onset[d] <= start + slack]
+            # a callee explains us if it went bad about as early, and about as hard: a slow database
+            # slows its callers; a callee's small wobble does not explain a caller's big one
+            ours = _change(items)
+            explaining = [d for d in graph.callees(service) if d in onset and onset[d] <= start + slack
+                          and _change(by_service[d]) >= c.explain_ratio * ours]  # fmt: skip
             callers = graph.callers(service)
             hit = [u for u in callers if u in onset]
             score *= c.explained_factor ** len(explaining)
@@ -111,7 +123,10 @@ def rank(
         elif window:
             score *= c.config_change_factor
             reason += f"; config changed {(start - window[-1].ts) / 60e9:.1f} min before onset"
-        if any("log.new_template" in a.series for a in items):
+        templates = sum(1 for a in items if "/log.new_template" in a.series)
+        if templates == len(items):
+            score *= c.template_only_factor
+        elif templates:
             score *= c.new_template_factor
             reason += "; a never-seen log template"
         indicators = [a.series for a in sorted(items, key=lambda a: (-a.score, a.first_seen))[:3]]
