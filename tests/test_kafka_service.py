@@ -255,7 +255,10 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(kafka_broker, u
                 owners[key] = inc["id"]
     finally:
         store.close()
-    assert set(owners) == {f"{s}@{t}" for s, t in stored}
+    keys = {f"{s}@{t}" for s, t in stored}
+    assert set(owners) <= keys
+    # every detected anomaly is in an incident; a never-seen log template only joins one that is open
+    assert {k for k in keys if "/log.new_template" not in k} <= set(owners)
 
 
 def test_two_consumers_in_one_group_split_the_partitions(kafka_broker, unique_topic_prefix, tmp_path):

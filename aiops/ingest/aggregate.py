@@ -143,19 +143,22 @@ class LogMetrics:
     def __init__(self, width_s: float = 30.0, grace_s: float = 30.0, new_after: int = 200,
                  max_template_series: int = 50, miner: MinerConfig | None = None) -> None:  # fmt: skip
         self.windows = _Windows(width_s, grace_s)
-        self.services: set[str] = set()
+        # first window each service / error template was seen in: zeros are filled from there on,
+        # never before, so the series are the same however the stream was batched
+        self.services: dict[str, int] = {}
         self.new_after = new_after
         self.max_template_series = max_template_series
         self.miner_config = miner or MinerConfig(max_templates=1000, cache_size=4096)
         self.miners: dict[str, TemplateMiner] = {}
         self.lines: dict[str, int] = {}
-        self.tracked: dict[str, dict[str, str]] = {}  # service -> template id -> severity class
+        self.tracked: dict[str, dict[str, tuple[str, int]]] = {}  # service -> template id -> (class, first window)
         self._new: list[tuple[int, str, str, str, str]] = []  # ts, service, id, template, class
 
     def add(self, logs: list[LogRecord], source: str, offset: int, late: list[Reject]) -> None:
         for r in logs:
             self.windows.seen(source, r.ts)
-            self.services.add(r.service)
+            window = r.ts - r.ts % self.windows.width
+            self.services[r.service] = min(self.services.get(r.service, window), window)
             cls = next((name for name, floor in SEVERITY_CLASSES if r.severity_number >= floor), "INFO")
             miner = self.miners.get(r.service)
             if miner is None:
@@ -166,7 +169,8 @@ class LogMetrics:
             if cls != "INFO":
                 tracked = self.tracked.setdefault(r.service, {})
                 if m.template_id in tracked or len(tracked) < self.max_template_series:
-                    tracked[m.template_id] = cls
+                    known = tracked.get(m.template_id)
+                    tracked[m.template_id] = (cls, window if known is None else min(known[1], window))
                     tid = m.template_id
                 if m.is_new and seen > self.new_after:
                     self._new.append((r.ts, r.service, m.template_id, m.template, cls))
@@ -183,7 +187,9 @@ class LogMetrics:
         width_s = self.windows.width / 1e9
         for start, groups in self.windows.due(final):
             ts = start + self.windows.width
-            for service in sorted(self.services):
+            for service, since in sorted(self.services.items()):
+                if start < since:
+                    continue
                 items = groups.get(service, [])
                 for name, _ in SEVERITY_CLASSES:
                     rate = sum(1 for c, _ in items if c == name) / width_s
@@ -193,7 +199,9 @@ class LogMetrics:
                 for _, tid in items:
                     if tid is not None:
                         counts[tid] = counts.get(tid, 0) + 1
-                for tid, cls in self.tracked.get(service, {}).items():
+                for tid, (cls, first) in self.tracked.get(service, {}).items():
+                    if start < first:
+                        continue
                     key = series_key(service, "log.template:rate", {"severity": cls, "template": tid})
                     cols.append(key, service, ts, counts.get(tid, 0) / width_s, PointKind.GAUGE, 0)
         return cols.freeze()
@@ -201,7 +209,7 @@ class LogMetrics:
     def state(self) -> dict[str, Any]:
         return {
             "windows": self.windows.state(),
-            "services": sorted(self.services),
+            "services": self.services,
             "miners": {s: m.state() for s, m in self.miners.items()},
             "lines": self.lines,
             "tracked": self.tracked,
@@ -209,7 +217,7 @@ class LogMetrics:
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.windows.load_state(state["windows"])
-        self.services = set(state["services"])
+        self.services = {s: int(w) for s, w in state["services"].items()}
         self.miners = {s: TemplateMiner.from_state(m) for s, m in state["miners"].items()}
         self.lines = {s: int(n) for s, n in state["lines"].items()}
-        self.tracked = {s: dict(t) for s, t in state["tracked"].items()}
+        self.tracked = {s: {tid: (c, int(w)) for tid, (c, w) in t.items()} for s, t in state["tracked"].items()}
