@@ -13,9 +13,9 @@ import io
 import json
 import time
 from collections import Counter
-from pathlib import Path
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,6 @@ from aiops.detect.episodes import Activity, Anomaly, EpisodeTracker
 from aiops.detect.models import ModelInfo, load_bank, save_bank
 from aiops.detect.policy import DetectionPolicy, PolicyTable
 from aiops.detect.series import SeriesIndex, rounds
-from aiops.rca.graph import DependencyGraph
 from aiops.errors import StateError
 from aiops.ingest.aggregate import LogMetrics, SpanMetrics
 from aiops.ingest.deadletter import DeadLetterSink
@@ -36,6 +35,7 @@ from aiops.ingest.decode import decode
 from aiops.ingest.derive import Deriver
 from aiops.ingest.records import Message, MetricBatch, Reject, series_key
 from aiops.ingest.validate import ValidationPolicy, Validator
+from aiops.rca.graph import DependencyGraph
 
 SNAPSHOT_VERSION = 1
 

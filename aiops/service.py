@@ -16,8 +16,8 @@ from kafka import KafkaProducer
 
 from aiops.config import Settings
 from aiops.correlate.contract import Incident
-from aiops.detect.models import versions
 from aiops.detect.episodes import Anomaly
+from aiops.detect.models import versions
 from aiops.ingest.deadletter import KafkaDeadLetter
 from aiops.ingest.kafka import KafkaSource
 from aiops.pipeline import Pipeline

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,3 +213,14 @@ def emit(benchmark: str, config: dict, dataset: str, dataset_hash: str, figures:
         return
     for name, value in figures.items():
         print(f"{name}: {value:.6g}" if isinstance(value, float) else f"{name}: {value}")
+
+
+def report_dead_letters(results: list[dict[str, Any]]) -> None:
+    """Print refused records of a benchmark run (there should be none) with their reasons and one example."""
+    rejects = sum(r["rejects"] for r in results)
+    if rejects:
+        reasons: Counter[str] = Counter()
+        for r in results:
+            reasons.update(r["reject_reasons"])
+        example = next(r["reject_example"] for r in results if r["reject_example"])
+        print(f"\nDEAD LETTERS: {rejects} ({dict(reasons)}); e.g. {example}", file=sys.stderr)

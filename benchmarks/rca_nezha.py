@@ -53,6 +53,7 @@ from _rca_eval import (
     rank_of,
     ranking,
     replay,
+    report_dead_letters,
     short,
 )
 
@@ -185,13 +186,7 @@ def main() -> None:
     print("\nmissed at AS@1 (truth -> ranked first instead):", file=sys.stderr)
     for (system, truth, first), n in misses.most_common():
         print(f"  {n:2d}  {system} {truth:32s} -> {first}", file=sys.stderr)
-    rejects = sum(r["rejects"] for r in results)
-    if rejects:
-        reasons: Counter[str] = Counter()
-        for r in results:
-            reasons.update(r["reject_reasons"])
-        example = next(r["reject_example"] for r in results if r["reject_example"])
-        print(f"\nDEAD LETTERS: {rejects} ({dict(reasons)}); e.g. {example}", file=sys.stderr)
+    report_dead_letters(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
 

@@ -48,6 +48,7 @@ from _rca_eval import (
     rank_of,
     ranking,
     replay,
+    report_dead_letters,
     short,
 )
 
@@ -178,13 +179,7 @@ def main() -> None:
     print("\nmissed at top-1 (truth -> ranked first instead):", file=sys.stderr)
     for (truth, first), n in misses.most_common():
         print(f"  {n:2d}  {short(truth, 45):45s} -> {first}", file=sys.stderr)
-    rejects = sum(r["rejects"] for r in results)
-    if rejects:
-        reasons: Counter[str] = Counter()
-        for r in results:
-            reasons.update(r["reject_reasons"])
-        example = next(r["reject_example"] for r in results if r["reject_example"])
-        print(f"\nDEAD LETTERS: {rejects} ({dict(reasons)}); e.g. {example}", file=sys.stderr)
+    report_dead_letters(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
 
@@ -201,7 +196,7 @@ def main() -> None:
             figures |= {k: v for k, v in figures_for(sub, prefix).items() if not k.endswith("no_incident")}
     figures["root_not_anomalous"] = sum(1 for r in results if r["chosen"] and not r["root_anomalous"])
     figures["carried_over_cases"] = sum(1 for r in results if r["chosen"] is None and r["carried_over"])
-    figures["dead_letters"] = rejects
+    figures["dead_letters"] = sum(r["rejects"] for r in results)
     figures["skipped_temporal"] = sum(skipped.values())
     figures["runtime_s"] = round(time.perf_counter() - t0, 1)
     config = {
