@@ -218,10 +218,10 @@ class Pipeline:
 
     def feedback(self, series: str, kind: str) -> None:
         """An expert's verdict on a series' anomaly (``false_positive`` or ``missed``): retunes that series."""
-        ids = self.series.ids([series], [""]) if series in self.series.index else None
-        if ids is None:
+        sid = self.series.index.get(series)
+        if sid is None:
             raise KeyError(f"unknown series {series!r}")
-        self.bank.feedback(int(ids[0]), kind)
+        self.bank.feedback(sid, kind)
 
     def _publish(self, incidents: list[Incident]) -> None:
         for inc in incidents:
