@@ -107,7 +107,8 @@ def rank(
             explaining = [d for d in graph.callees(service) if d in onset and onset[d] <= start + slack
                           and _change(by_service[d]) >= c.explain_ratio * ours]  # fmt: skip
             callers = graph.callers(service)
-            hit = [u for u in callers if u in onset]
+            # an anomalous caller supports us only if we could explain it (the same rule, reversed)
+            hit = [u for u in callers if u in onset and ours >= c.explain_ratio * _change(by_service[u])]
             score *= c.explained_factor ** len(explaining)
             score *= 0.5 + 0.5 * (1 + len(hit)) / (1 + len(callers))
             if callers:

@@ -1,0 +1,161 @@
+"""The dependency graph from hand-written spans, ranking on hand-made propagation cases, and
+graph-aware grouping."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from aiops.correlate.changes import ChangeIndex
+from aiops.correlate.incidents import IncidentManager
+from aiops.detect.episodes import Activity, Anomaly
+from aiops.ingest.records import ChangeEvent, Span
+from aiops.rca.graph import DependencyGraph
+from aiops.rca.rank import rank
+
+S = 10**9
+T = 1_700_000_000 * S
+SERVER, CLIENT = 2, 3
+
+
+def span(service, span_id, parent="", kind=SERVER, end=T, error=False, **attrs):
+    return Span("ab" * 16, span_id, parent, service, "op", kind, end - S // 10, end, error, attrs)
+
+
+def test_edges_from_client_peers_databases_and_cross_service_parents():
+    g = DependencyGraph()
+    g.observe([
+        span("frontend", "a" * 16),
+        span("frontend", "b" * 16, "a" * 16, CLIENT, **{"peer.service": "cart"}),
+        span("cart", "c" * 16, "b" * 16),
+        span("cart", "d" * 16, "c" * 16, CLIENT, **{"db.system": "postgresql", "server.address": "pg-14"}),
+        span("cart", "e" * 16, "c" * 16, CLIENT, error=True, **{"db.system": "redis"}),
+    ])  # fmt: skip
+    assert sorted(g.g.edges) == [("cart", "pg-14"), ("cart", "redis"), ("frontend", "cart")]
+    assert g.g["frontend"]["cart"]["calls"] == 2  # the client span and the child server span both say so
+    assert g.g["cart"]["redis"]["errors"] == 1
+    assert g.callers("cart") == ["frontend"] and sorted(g.callees("cart")) == ["pg-14", "redis"]
+    assert g.connected("frontend", "pg-14") and not g.connected("frontend", "nowhere")
+
+
+def test_a_child_seen_before_its_parent_waits_for_it():
+    g = DependencyGraph()
+    g.observe([span("payment", "c" * 16, "p" * 16)])  # parent not seen yet
+    assert g.g.number_of_edges() == 0
+    g.observe([span("checkout", "p" * 16)])
+    assert list(g.g.edges) == [("checkout", "payment")]
+
+
+def test_missing_parents_are_bounded_and_same_service_parents_make_no_edge():
+    g = DependencyGraph(max_pending=10)
+    g.observe([span("svc", f"{i:016x}", f"{i + 10**6:016x}") for i in range(100)])
+    assert len(g._pending) == 10 and g.g.number_of_edges() == 0
+    g.observe([span("svc", "1" * 16), span("svc", "2" * 16, "1" * 16)])
+    assert g.g.number_of_edges() == 0
+
+
+def test_edges_age_out_unless_pinned_by_a_topology_file(tmp_path):
+    topo = tmp_path / "topology.json"
+    topo.write_text(json.dumps({"edges": [["frontend", "search"]]}))
+    g = DependencyGraph(ttl_s=60)
+    g.load_static(topo)
+    g.observe([span("frontend", "b" * 16, kind=CLIENT, end=T, **{"peer.service": "cart"})])
+    assert g.prune(T + 30 * S) == []
+    assert g.prune(T + 120 * S) == [("frontend", "cart")]
+    assert list(g.g.edges) == [("frontend", "search")]
+    restored = DependencyGraph()
+    restored.load_state(json.loads(json.dumps(g.state())))
+    assert list(restored.g.edges(data="pinned")) == [("frontend", "search", True)]
+
+
+def chain() -> DependencyGraph:
+    g = DependencyGraph()
+    for caller, callee in (("frontend", "checkout"), ("checkout", "payment"), ("payment", "postgres")):
+        g.g.add_edge(caller, callee, calls=1, errors=0, last_seen=T, pinned=True)
+    return g
+
+
+def anomaly(series, at, value=3.0, baseline=1.0, score=0.9, service=None):
+    return Anomaly(series, service or series.split("/")[0], at, score, 1, value, baseline)
+
+
+def test_the_deepest_service_that_went_first_is_the_root_cause():
+    found = [
+        anomaly("frontend/http.duration:p99", T + 20 * S),
+        anomaly("checkout/http.duration:p99", T + 10 * S),
+        anomaly("payment/http.duration:p99", T),
+    ]
+    ranked = rank(found, chain(), ChangeIndex(), lambda _: True)
+    assert [c.service for c in ranked] == ["payment", "checkout", "frontend"]
+    assert "first anomaly" in ranked[0].reason and "1 of 1 callers anomalous" in ranked[0].reason
+    assert "but its callee payment went first" in ranked[1].reason
+
+
+def test_a_backend_without_metrics_is_blamed_through_its_callers_client_spans():
+    found = [
+        anomaly("payment/http.duration:p99", T + 10 * S, value=2.0),
+        anomaly("payment/span.client.duration:p99{peer=postgres}", T + 10 * S, value=5.8, service="postgres"),
+    ]
+    ranked = rank(found, chain(), ChangeIndex(), lambda s: s != "postgres")
+    assert ranked[0].service == "postgres"
+    assert ranked[0].reason.startswith("postgres: callers' client spans span.client.duration:p99 +480 %")
+    assert "no own metrics" in ranked[0].reason
+    assert ranked[0].indicators == ["payment/span.client.duration:p99{peer=postgres}"]
+
+
+def test_a_callee_wobble_does_not_explain_a_callers_big_change():
+    found = [anomaly("checkout/http.duration:p99", T, value=3.0), anomaly("payment/http.duration:p99", T, value=1.1)]
+    assert rank(found, chain(), ChangeIndex(), lambda _: True)[0].service == "checkout"
+
+
+def test_a_deploy_shortly_before_onset_wins_and_suggests_rollback():
+    changes = ChangeIndex()
+    changes.add([ChangeEvent(T - 120 * S, "checkout", "deployment", "2.0.1", {})])
+    found = [anomaly("checkout/errors:rate", T), anomaly("frontend/errors:rate", T)]
+    ranked = rank(found, chain(), changes, lambda _: True)
+    assert ranked[0].service == "checkout" and ranked[0].deployed
+    assert "deployed 2.0.1 2.0 min before onset" in ranked[0].reason
+    manager = IncidentManager(changes, chain())
+    (inc,) = manager.on_activity(Activity(found, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)), [])
+    assert inc.suggested_playbook == "rollback"
+
+
+def test_a_never_seen_log_template_alone_weighs_less_than_a_metric():
+    found = [
+        anomaly("frontend/log.new_template{severity=ERROR,template=ab,text=boom}", T - 30 * S, 1.0, 0.0),
+        anomaly("checkout/http.duration:p99", T),
+    ]
+    ranked = rank(found, chain(), ChangeIndex(), lambda _: True)
+    assert ranked[0].service == "checkout"
+    assert ranked[1].reason.startswith("frontend: never-seen log template 'boom'")
+
+
+def test_without_a_graph_ranking_falls_back_on_onset_and_strength():
+    found = [anomaly("b/x", T + 60 * S, score=0.99), anomaly("a/x", T, score=0.6)]
+    assert [c.service for c in rank(found, None, ChangeIndex(), lambda _: True)] == ["a", "b"]
+
+
+def activity(*found):
+    return Activity(list(found), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+
+
+def test_simultaneous_anomalies_in_unconnected_services_are_separate_incidents():
+    g = chain()
+    g.g.add_edge("batch", "warehouse", calls=1, errors=0, last_seen=T, pinned=True)
+    manager = IncidentManager(ChangeIndex(), g)
+    first = manager.on_activity(activity(anomaly("payment/p99", T)), [])
+    second = manager.on_activity(activity(anomaly("warehouse/p99", T + 5 * S)), [])
+    third = manager.on_activity(activity(anomaly("checkout/p99", T + 10 * S)), [])
+    assert first[0].id != second[0].id
+    assert third[0].id == first[0].id and third[0].services == ["checkout", "payment"]
+
+
+def test_evidence_that_may_not_open_joins_a_related_incident_or_nothing():
+    manager = IncidentManager(ChangeIndex(), chain())
+    template = anomaly("payment/log.new_template{template=ab,text=x}", T, 1.0, 0.0)
+    assert manager.on_activity(activity(template), [], may_open=False) == []
+    (inc,) = manager.on_activity(activity(anomaly("checkout/p99", T + 5 * S)), [])
+    late = anomaly("payment/log.new_template{template=cd,text=y}", T + 10 * S, 1.0, 0.0)
+    (joined,) = manager.on_activity(activity(late), [], may_open=False)
+    assert joined.id == inc.id and "payment" in joined.services
