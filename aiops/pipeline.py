@@ -137,15 +137,15 @@ class Pipeline:
     def process(self, messages: Iterable[Message]) -> None:
         """Run one batch of messages through every stage."""
         metrics: list[MetricBatch] = []
-        histograms, logs, spans, changes, rejects, late = [], [], [], [], [], []
+        histograms, changes, rejects, late = [], [], [], []
         for msg in messages:
             self.stats.messages += 1
             d = self.validator.validate(decode(msg), msg.source, msg.offset)
             metrics.append(d.metrics)
             histograms.extend(d.histograms)
-            logs.extend(d.logs)
-            spans.extend(d.spans)
             changes.extend(d.changes)
+            self.stats.logs += len(d.logs)
+            self.stats.spans += len(d.spans)
             rejects.extend(d.rejects)
             self.stats.no_value_points += d.no_value_points
             if d.spans:
@@ -157,8 +157,6 @@ class Pipeline:
         if len(raw) and not self.stats.first_ts:
             self.stats.first_ts = int(raw.ts.min())
         self.stats.points += len(raw) + len(histograms)
-        self.stats.logs += len(logs)
-        self.stats.spans += len(spans)
         self.stats.changes += len(changes)
         self.changes.add(changes)
         self._reject(rejects + late)
