@@ -30,8 +30,18 @@ def _when(ns: int) -> str:
 def describe(inc: Incident) -> str:
     """One human line per incident update, for terminals."""
     top = inc.root_causes[0] if inc.root_causes else None
-    head = f"[{_when(inc.updated_at_unix_nano)}] incident {inc.id} {inc.status.upper()} {inc.severity}"
+    kind = " PREDICTED" if inc.kind == "predicted" else ""
+    head = f"[{_when(inc.updated_at_unix_nano)}]{kind} incident {inc.id} {inc.status.upper()} {inc.severity}"
     body = f" services={','.join(inc.services)} anomalies={len(inc.anomalies)}"
+    f = inc.forecast
+    if f is not None:
+        body += f"\n    forecast: {f.service} {f.slo}"
+        if f.outcome == "pending":
+            when = f.expected_breach_unix_nano or f.earliest_breach_unix_nano
+            body += f" expected at {_when(when)[11:]}" if when else " within the horizon"
+            body += f" (p={f.probability:.2f}, {f.model})"
+        else:
+            body += f": {f.outcome} at {_when(f.outcome_at_unix_nano or inc.updated_at_unix_nano)[11:]}"
     if top is not None and inc.status == "open":
         body += f"\n    root cause #1 {top.service} ({top.score:.2f}): {top.reason}"
         if inc.suggested_playbook:
@@ -81,9 +91,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     def write(inc: Incident) -> None:
         out.write(inc.model_dump_json() + "\n")
 
-    settings = load_settings(args.config) if args.config else None
-    topology = args.topology or (settings.topology_file if settings else None)
-    pipeline = Pipeline(dead_letter, write, detection=settings.detection if settings else None, topology=topology)
+    settings = load_settings(args.config, topology_file=args.topology)
+    pipeline = Pipeline(dead_letter, write, **settings.pipeline_options())
     if args.models and versions(args.models, "metrics"):
         info = pipeline.load_models(args.models)
         print(f"detectors warm-started from {info.path} ({info.meta['series_count']} series)", file=sys.stderr)

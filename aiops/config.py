@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from aiops.detect.policy import DetectionPolicy
 from aiops.errors import ConfigError
+from aiops.forecast.engine import ForecastConfig
+from aiops.forecast.slo import SloPolicy
 from aiops.ingest.records import Signal, WireFormat
 
 
@@ -46,6 +48,8 @@ class Settings(BaseSettings):
     api_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)  # token -> role
     detection: DetectionPolicy = Field(default_factory=DetectionPolicy)  # per-series rules (YAML)
     topology_file: Path | None = None  # static edges added to (and pinned in) the learned call graph
+    slos: SloPolicy = Field(default_factory=SloPolicy)  # lines that must not be crossed (YAML rules)
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)  # time-to-breach forecasting
 
     @field_validator("kafka_topics_metrics", "kafka_topics_logs", "kafka_topics_spans", mode="before")
     @classmethod
@@ -80,6 +84,11 @@ class Settings(BaseSettings):
 
     def topic_format(self, topic: str) -> WireFormat:
         return self.kafka_topic_formats.get(topic, self.kafka_format)
+
+    def pipeline_options(self) -> dict[str, Any]:
+        """The :class:`~aiops.pipeline.Pipeline` keyword arguments this configuration sets."""
+        return {"detection": self.detection, "topology": self.topology_file, "slos": self.slos,
+                "forecast": self.forecast}  # fmt: skip
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:

@@ -25,10 +25,12 @@ from aiops.correlate.contract import Incident
 from aiops.correlate.incidents import IncidentManager
 from aiops.detect.bank import BankConfig, DetectorBank, config_from_json
 from aiops.detect.episodes import Activity, Anomaly, EpisodeTracker
-from aiops.detect.models import ModelInfo, load_bank, save_bank
+from aiops.detect.models import ModelInfo, load_bank, save_bank, save_json_model
 from aiops.detect.policy import DetectionPolicy, PolicyTable
 from aiops.detect.series import SeriesIndex, rounds
 from aiops.errors import StateError
+from aiops.forecast.engine import ForecastConfig, Forecaster
+from aiops.forecast.slo import SloPolicy
 from aiops.ingest.aggregate import LogMetrics, SpanMetrics
 from aiops.ingest.deadletter import DeadLetterSink
 from aiops.ingest.decode import decode
@@ -37,7 +39,11 @@ from aiops.ingest.records import Message, MetricBatch, Reject, series_key
 from aiops.ingest.validate import ValidationPolicy, Validator
 from aiops.rca.graph import DependencyGraph
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: forecaster state
+
+
+def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 @dataclass
@@ -51,6 +57,7 @@ class Stats:
     rejects: int = 0
     no_value_points: int = 0
     anomalies: int = 0
+    predictions: int = 0  # SLO breaches forecast
     first_ts: int = 0  # event time of the first metric point: the start of the data window
     incident_ids: set[str] = field(default_factory=set)
     reasons: Counter[str] = field(default_factory=Counter)
@@ -68,7 +75,7 @@ class Stats:
         return {
             "messages": self.messages, "points": self.points, "logs": self.logs, "spans": self.spans,
             "changes": self.changes, "series_points": self.series_points, "bad_records": self.rejects,
-            "anomalies": self.anomalies, "incidents": len(self.incident_ids),
+            "anomalies": self.anomalies, "predictions": self.predictions, "incidents": len(self.incident_ids),
         }  # fmt: skip
 
 
@@ -88,12 +95,15 @@ class Pipeline:
         bank_config: BankConfig | None = None,
         detection: DetectionPolicy | None = None,
         topology: str | Path | None = None,
+        slos: SloPolicy | None = None,
+        forecast: ForecastConfig | None = None,
     ) -> None:
         self.dead_letter = dead_letter
         self.on_incident = on_incident
         self.on_anomaly = on_anomaly
         self._policy, self._now_ns, self._window_s = policy, now_ns, window_s
         self._bank_config, self._detection, self._topology = bank_config, detection, topology
+        self._slos, self._forecast = slos, forecast
         self._install(self._fresh())
 
     def _fresh(self) -> dict[str, Any]:
@@ -103,6 +113,7 @@ class Pipeline:
         if self._topology is not None:
             graph.load_static(self._topology)
         own: set[str] = set()  # services with series of their own (not only callers' views of them)
+        policy = PolicyTable(self._detection, self._slos)
         return {
             "graph": graph,
             "own": own,
@@ -112,7 +123,8 @@ class Pipeline:
             "log_metrics": LogMetrics(self._window_s, self._window_s),
             "series": SeriesIndex(),
             "bank": DetectorBank(self._bank_config),
-            "policy": PolicyTable(self._detection),
+            "policy": policy,
+            "forecaster": Forecaster(policy.slo_rules, self._forecast),
             "episodes": EpisodeTracker(),
             "changes": changes,
             "incidents": IncidentManager(changes, graph, own.__contains__),
@@ -127,6 +139,7 @@ class Pipeline:
         self.series: SeriesIndex = stages["series"]
         self.bank: DetectorBank = stages["bank"]
         self.policy: PolicyTable = stages["policy"]
+        self.forecaster: Forecaster = stages["forecaster"]
         self.episodes: EpisodeTracker = stages["episodes"]
         self.changes: ChangeIndex = stages["changes"]
         self.incidents: IncidentManager = stages["incidents"]
@@ -213,6 +226,12 @@ class Pipeline:
             activity = self.episodes.update(i, ts, x, scores, directions, keys, services, self.policy,
                                             self.bank.baseline(i))  # fmt: skip
             self._opened(activity)
+            for a in activity.opened:  # a jump makes the forecast model stale
+                self.forecaster.level_shift(self.series.index[a.series])
+            predictions = self.forecaster.observe(i, ts, x, self.policy.slo_rule, keys, services)
+            if predictions:
+                self.stats.predictions += sum(p.event == "predicted" for p in predictions)
+                self._publish(self.incidents.on_predictions(predictions))
 
     def feedback(self, series: str, kind: str) -> None:
         """An expert's verdict on a series' anomaly (``false_positive`` or ``missed``): retunes that series."""
@@ -232,6 +251,16 @@ class Pipeline:
         window = (self.stats.first_ts, self.validator.watermark) if self.stats.first_ts else None
         return save_bank(models_dir, bank_name, self.bank, self.series.keys, window)
 
+    def save_forecasts(self, models_dir: str | Path) -> ModelInfo:
+        """Write the current forecast fits with their fit metrics as the next ``forecast/v<N>.json``."""
+        window = [self.stats.first_ts, self.validator.watermark] if self.stats.first_ts else None
+        return save_json_model(models_dir, "forecast", {
+            "data_window_unix_nano": window,
+            "config": self.forecaster.config.model_dump(),
+            "stats": self.forecaster.stats,
+            "fits": self.forecaster.fits(self.series.keys),
+        })  # fmt: skip
+
     def load_models(self, models_dir: str | Path, bank_name: str = "metrics", version: int | None = None) -> ModelInfo:
         """Warm-start a fresh pipeline's detectors from a saved version (its series keep their rows)."""
         if len(self.series):
@@ -247,6 +276,7 @@ class Pipeline:
     # --- state -------------------------------------------------------------------------------
     def snapshot(self) -> bytes:
         """All learned state as one ``.npz`` blob (arrays + a JSON document), no pickle."""
+        forecast_meta, forecast_arrays = self.forecaster.state()
         meta = {
             "version": SNAPSHOT_VERSION,
             "validator": self.validator.state(),
@@ -257,11 +287,13 @@ class Pipeline:
             "changes": self.changes.state(),
             "incidents": self.incidents.state(),
             "graph": self.graph.state(),
+            "forecast": forecast_meta,
             "bank_config": self.bank.config.to_json(),
             "stats": self.stats.state(),
         }
         arrays = {f"bank.{k}": v for k, v in self.bank.state().items()}
         arrays |= {f"episodes.{k}": v for k, v in self.episodes.state().items()}
+        arrays |= {f"forecast.{k}": v for k, v in forecast_arrays.items()}
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
@@ -284,8 +316,8 @@ class Pipeline:
             stages["own"].update(k.split("/", 1)[0] for k in stages["series"].keys)
             stages["stats"] = Stats.from_state(meta["stats"])
             for name in ("bank", "episodes"):
-                prefix = f"{name}."
-                stages[name].load_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+                stages[name].load_state(_prefixed(arrays, f"{name}."))
+            stages["forecaster"].load_state(meta["forecast"], _prefixed(arrays, "forecast."))
         except StateError:
             raise
         except Exception as e:  # a damaged blob can fail in any loader, in any way

@@ -44,7 +44,7 @@ class Service:
         store = Store(s.data_dir / "aiops.db")
         producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5)
         pipeline = Pipeline(KafkaDeadLetter(producer, s.kafka_deadletter_topic), self._incident, self._anomalies.append,
-                            detection=s.detection, topology=s.topology_file)  # fmt: skip
+                            **s.pipeline_options())  # fmt: skip
         saved = store.checkpoint(CHECKPOINT)
         resume: dict[str, int] = {}
         models = s.data_dir / "models"

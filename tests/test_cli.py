@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from contract import CONTRACT_KEYS
 
 from aiops.correlate.contract import Incident
 from aiops.ingest.deadletter import read_dead_letters
 from aiops.sim import Simulator, default_scenario, write_replay
 
-CONTRACT_KEYS = {"id", "opened_at_unix_nano", "updated_at_unix_nano", "status", "kind", "severity", "services",
-                 "root_causes", "anomalies", "changes", "suggested_playbook"}  # fmt: skip
 
 
 SHOP_S = 2700  # the calm lead-in, then the first fault (postgres latency) and the second's start

@@ -31,6 +31,24 @@ class ChangeRef(_Model):
     at_unix_nano: int
 
 
+class ForecastRef(_Model):
+    """Why a predicted incident exists: which SLO, when it is expected to break, how sure, and what happened."""
+
+    series: str
+    service: str
+    slo: str  # "memory of limit > 0.9"
+    threshold: float
+    predicted_at_unix_nano: int
+    probability: float  # of a breach within the horizon, at prediction time
+    expected_breach_unix_nano: int | None  # the forecast mean crosses the line (None: not within the horizon)
+    earliest_breach_unix_nano: int | None  # the interval's edges: upper and lower bound cross the line
+    latest_breach_unix_nano: int | None
+    model: str
+    fit: dict[str, float | None]  # in-sample MAE, the naive forecast's MAE, AIC (None if not defined), points
+    outcome: Literal["pending", "breached", "averted"]
+    outcome_at_unix_nano: int | None
+
+
 class Incident(_Model):
     id: str
     opened_at_unix_nano: int
@@ -43,3 +61,4 @@ class Incident(_Model):
     anomalies: list[AnomalyRef]
     changes: list[ChangeRef]
     suggested_playbook: str | None
+    forecast: ForecastRef | None = None  # set on predicted incidents, and on detected ones that were forecast

@@ -7,18 +7,26 @@ new incident. One episode of one series is one anomaly, so re-seen episodes merg
 resolves when none of its series has been flagged for ``resolve_after_s`` of event time.
 Incident ids derive from the first anomaly, so replaying the same data yields the same ids.
 Ranking is :func:`aiops.rca.rank.rank`.
+
+A forecast (:mod:`aiops.forecast`) that an SLO will break opens a ``predicted`` incident, or
+attaches to the open incident that already holds its series or service. The trending series is
+ranked with the incident's anomalies. A predicted incident stays open while its forecast is
+pending, becomes ``detected`` when the breach happens, and resolves as averted when the
+forecast falls back.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiops.correlate.changes import ChangeIndex
-from aiops.correlate.contract import AnomalyRef, ChangeRef, Incident
+from aiops.correlate.contract import AnomalyRef, ChangeRef, ForecastRef, Incident
 from aiops.detect.episodes import Activity, Anomaly
+from aiops.forecast.engine import Prediction
 from aiops.rca.graph import DependencyGraph
 from aiops.rca.rank import RankConfig, as_root_causes, rank
 
@@ -31,10 +39,22 @@ class _Open:
     last_activity: int
     anomalies: dict[str, Anomaly] = field(default_factory=dict)
     signature: tuple[str, ...] = ()
+    kind: str = "detected"
+    forecast: ForecastRef | None = None
+    trend: Anomaly | None = None  # the forecast series, ranked as evidence but not listed as an anomaly
+    saturation: bool = False  # the forecast SLO is a saturation line: scaling out is the remedy
 
     @property
     def services(self) -> set[str]:
-        return {a.service for a in self.anomalies.values()}
+        return {a.service for a in self.evidence()}
+
+    def evidence(self) -> list[Anomaly]:
+        return [*self.anomalies.values(), *([self.trend] if self.trend is not None else [])]
+
+    @property
+    def pending(self) -> bool:
+        """A forecast breach still ahead: the problem is developing, so the incident stays open."""
+        return self.forecast is not None and self.forecast.outcome == "pending"
 
 
 class IncidentManager:
@@ -57,6 +77,7 @@ class IncidentManager:
         self.rank_config = rank_config or RankConfig()
         self.open: dict[str, _Open] = {}
         self._series_incident: dict[str, str] = {}
+        self._forecast_incident: dict[str, str] = {}  # forecast series -> incident holding its forecast
 
     def on_activity(self, activity: Activity, keys: list[str], may_open: bool = True) -> list[Incident]:
         """Fold one round of detector output in; return incidents that opened or changed.
@@ -92,7 +113,7 @@ class IncidentManager:
     def _home(self, a: Anomaly, may_open: bool = True) -> _Open | None:
         best = None
         for inc in self.open.values():
-            close = a.first_seen - inc.last_activity <= self.group_window
+            close = a.first_seen - inc.last_activity <= self.group_window or (inc.pending and not inc.anomalies)
             if close and self._related(a.service, inc) and (best is None or inc.opened_at < best.opened_at):
                 best = inc
         if best is None:
@@ -102,23 +123,76 @@ class IncidentManager:
             best = self.open[inc_id] = _Open(inc_id, a.first_seen, a.first_seen, a.first_seen)
         return best
 
+    def on_predictions(self, predictions: list[Prediction]) -> list[Incident]:
+        """Fold forecast events in; return incidents that opened or changed."""
+        out: list[Incident] = []
+        for p in predictions:
+            if p.event == "predicted":
+                inc = self._forecast_home(p)
+                if inc.pending:
+                    continue  # one warning per incident: the first stays until it breaches or falls back
+                inc.forecast = _forecast_ref(p)
+                inc.saturation = p.rule.kind == "saturation"
+                inc.last_activity = max(inc.last_activity, p.ts)  # a warning is activity too
+                self._forecast_incident[p.series] = inc.id
+                emitted = self._emit(inc, max(inc.updated_at, p.ts))
+            else:
+                inc_id = self._forecast_incident.pop(p.series, None)
+                inc = self.open.get(inc_id) if inc_id else None
+                if inc is None or not inc.pending or inc.forecast is None:
+                    continue
+                inc.forecast = inc.forecast.model_copy(update={"outcome": p.event, "outcome_at_unix_nano": p.ts})
+                if p.event == "breached":
+                    inc.kind = "detected"
+                    inc.last_activity = max(inc.last_activity, p.ts)
+                elif inc.kind == "predicted" and not inc.anomalies:
+                    out.append(self._close(inc, p.ts))  # averted before anything else went wrong
+                    continue
+                emitted = self._emit(inc, max(inc.updated_at, p.ts))
+            if emitted is not None:
+                out.append(emitted)
+        return out
+
+    def _forecast_home(self, p: Prediction) -> _Open:
+        """The open incident that already holds the series or its service, else a new predicted one."""
+        held = self.open.get(self._series_incident.get(p.series, ""))
+        if held is None:
+            near = [i for i in self.open.values()
+                    if p.service in i.services and p.ts - i.last_activity <= self.group_window]  # fmt: skip
+            held = min(near, key=lambda i: i.opened_at, default=None)
+        if held is not None:
+            return held
+        inc_id = hashlib.sha1(f"{p.series}@forecast@{p.ts}".encode()).hexdigest()[:16]
+        inc = self.open[inc_id] = _Open(inc_id, p.ts, p.ts, p.ts, kind="predicted")
+        inc.trend = Anomaly(p.series, p.service, p.trend_start, p.probability, p.rule.sign, p.value, p.baseline)
+        return inc
+
     def tick(self, watermark: int) -> list[Incident]:
-        """Resolve incidents quiet for ``resolve_after_s`` of event time; open ones stay open at end of stream."""
+        """Resolve incidents quiet for ``resolve_after_s`` of event time; open ones stay open at end of stream.
+
+        An incident whose forecast is still pending stays open: the warning is its activity.
+        """
         out = []
         for inc in list(self.open.values()):
-            if watermark - inc.last_activity >= self.resolve_after:
-                del self.open[inc.id]
-                for a in inc.anomalies.values():
-                    if self._series_incident.get(a.series) == inc.id:
-                        del self._series_incident[a.series]
-                out.append(self._render(inc, "resolved", max(inc.last_activity + self.resolve_after, inc.updated_at)))
+            if not inc.pending and watermark - inc.last_activity >= self.resolve_after:
+                out.append(self._close(inc, max(inc.last_activity + self.resolve_after, inc.updated_at)))
         self.changes.prune(watermark)
         return out
+
+    def _close(self, inc: _Open, now: int) -> Incident:
+        del self.open[inc.id]
+        for a in inc.anomalies.values():
+            if self._series_incident.get(a.series) == inc.id:
+                del self._series_incident[a.series]
+        for series in [s for s, i in self._forecast_incident.items() if i == inc.id]:
+            del self._forecast_incident[series]
+        return self._render(inc, "resolved", now)
 
     def _emit(self, inc: _Open, now: int) -> Incident | None:
         record = self._render(inc, "open", now)
         # Reasons count each candidate's anomalous series, so a new anomaly re-publishes the incident.
         signature = tuple(f"{rc.service}|{rc.reason}|{','.join(rc.indicators)}" for rc in record.root_causes)
+        signature += (record.kind, record.forecast.model_dump_json() if record.forecast else "")
         if signature == inc.signature:
             return None
         inc.signature = signature
@@ -127,9 +201,9 @@ class IncidentManager:
 
     def _render(self, inc: _Open, status: str, now: int) -> Incident:
         anomalies = sorted(inc.anomalies.values(), key=lambda a: (a.first_seen, a.series))
-        candidates = rank(anomalies, self.graph, self.changes, self.monitored, self.rank_config)
+        candidates = rank(inc.evidence(), self.graph, self.changes, self.monitored, self.rank_config)
         services = sorted(inc.services)
-        first = anomalies[0].first_seen
+        first = min(a.first_seen for a in inc.evidence())
         changes = [
             ChangeRef(service=c.service, version=c.version, at_unix_nano=c.ts)
             for s in services
@@ -142,34 +216,66 @@ class IncidentManager:
             opened_at_unix_nano=inc.opened_at,
             updated_at_unix_nano=now,
             status=status,  # type: ignore[arg-type]
-            kind="detected",
+            kind=inc.kind,  # type: ignore[arg-type]
             severity=severity,  # type: ignore[arg-type]
             services=services,
             root_causes=as_root_causes(candidates),
             anomalies=[AnomalyRef(**a.to_contract()) for a in anomalies],
             changes=sorted(changes, key=lambda c: c.at_unix_nano),
-            suggested_playbook="rollback" if candidates[0].deployed else None,
+            suggested_playbook="rollback" if candidates[0].deployed else "scale-out" if inc.saturation else None,
+            forecast=inc.forecast,
         )
 
     def state(self) -> dict[str, Any]:
         return {
             "series_incident": self._series_incident,
+            "forecast_incident": self._forecast_incident,
             "open": [
                 {"id": i.id, "opened_at": i.opened_at, "updated_at": i.updated_at, "last_activity": i.last_activity,
-                 "signature": list(i.signature),
-                 "anomalies": [[a.series, a.service, a.first_seen, a.score, a.direction, a.value, a.baseline]
-                               for a in i.anomalies.values()]}
+                 "signature": list(i.signature), "kind": i.kind, "saturation": i.saturation,
+                 "forecast": i.forecast.model_dump() if i.forecast else None,
+                 "trend": _row(i.trend) if i.trend else None,
+                 "anomalies": [_row(a) for a in i.anomalies.values()]}
                 for i in self.open.values()
             ],
         }  # fmt: skip
 
     def load_state(self, state: dict[str, Any]) -> None:
         self._series_incident = dict(state["series_incident"])
+        self._forecast_incident = dict(state["forecast_incident"])
         self.open = {}
         for o in state["open"]:
             inc = _Open(o["id"], int(o["opened_at"]), int(o["updated_at"]), int(o["last_activity"]),
-                        signature=tuple(o["signature"]))  # fmt: skip
+                        signature=tuple(o["signature"]), kind=o["kind"], saturation=bool(o["saturation"]),
+                        forecast=ForecastRef(**o["forecast"]) if o["forecast"] else None,
+                        trend=_anomaly(o["trend"]) if o["trend"] else None)  # fmt: skip
             for row in o["anomalies"]:
-                a = Anomaly(row[0], row[1], int(row[2]), float(row[3]), int(row[4]), float(row[5]), float(row[6]))
+                a = _anomaly(row)
                 inc.anomalies[a.id] = a
             self.open[inc.id] = inc
+
+
+def _row(a: Anomaly) -> list[Any]:
+    return [a.series, a.service, a.first_seen, a.score, a.direction, a.value, a.baseline]
+
+
+def _anomaly(row: list[Any]) -> Anomaly:
+    return Anomaly(row[0], row[1], int(row[2]), float(row[3]), int(row[4]), float(row[5]), float(row[6]))
+
+
+def _forecast_ref(p: Prediction) -> ForecastRef:
+    return ForecastRef(
+        series=p.series,
+        service=p.service,
+        slo=f"{p.rule.name or p.series.split('/', 1)[-1]} {p.rule.describe()}",
+        threshold=p.rule.threshold,
+        predicted_at_unix_nano=p.ts,
+        probability=round(p.probability, 4),
+        expected_breach_unix_nano=p.expected_breach,
+        earliest_breach_unix_nano=p.earliest_breach,
+        latest_breach_unix_nano=p.latest_breach,
+        model=str(p.fit.get("model", "")),
+        fit={k: float(v) if math.isfinite(v) else None for k, v in p.fit.items() if k != "model"},
+        outcome="pending",
+        outcome_at_unix_nano=None,
+    )

@@ -71,10 +71,25 @@ def save_bank(
     with tmp.open("wb") as fh:
         np.savez_compressed(fh, **bank.state())
     os.replace(tmp, arrays_path)
+    _publish(folder, version, meta)
+    return ModelInfo(bank_name, version, arrays_path, meta)
+
+
+def _publish(folder: Path, version: int, meta: dict[str, Any]) -> Path:
+    """Write ``v<N>.json`` atomically: the metadata file is what makes a version visible."""
     meta_tmp = folder / f".v{version}.json.tmp"
     meta_tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(meta_tmp, folder / f"v{version}.json")  # the metadata file makes a version visible
-    return ModelInfo(bank_name, version, arrays_path, meta)
+    os.replace(meta_tmp, folder / f"v{version}.json")
+    return folder / f"v{version}.json"
+
+
+def save_json_model(models_dir: str | Path, name: str, content: dict[str, Any]) -> ModelInfo:
+    """A model that is all metadata (forecast fits and their metrics) as the next ``name/v<N>.json``."""
+    folder = Path(models_dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    version = (versions(models_dir, name) or [0])[-1] + 1
+    meta = {"format_version": FORMAT_VERSION, "code_version": __version__, "created_unix": time.time(), **content}
+    return ModelInfo(name, version, _publish(folder, version, meta), meta)
 
 
 def load_bank(models_dir: str | Path, bank_name: str, version: int | None = None) -> tuple[DetectorBank, list[str], ModelInfo]:

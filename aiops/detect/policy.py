@@ -13,6 +13,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from aiops.forecast.slo import SloPolicy
+
 Direction = Literal["up", "down", "both"]
 _DIRECTION = {"up": 1, "down": -1, "both": 0}
 
@@ -88,16 +90,24 @@ class DetectionPolicy(BaseModel):
 
 
 class PolicyTable:
-    """The resolved policy of every series, as arrays indexed by series id."""
+    """The resolved policy of every series, as arrays indexed by series id.
 
-    def __init__(self, policy: DetectionPolicy | None = None) -> None:
+    A series' hard bounds come from its detection rule, else from the first matching SLO;
+    ``slo_rule`` keeps which SLO (an index into ``slos.all_rules()``, -1 for none) so the
+    forecaster knows which series to watch and what their line means.
+    """
+
+    def __init__(self, policy: DetectionPolicy | None = None, slos: SloPolicy | None = None) -> None:
         self.policy = policy or DetectionPolicy()
+        self.slos = slos or SloPolicy()
+        self.slo_rules = self.slos.all_rules()
         self.direction = np.zeros(0, dtype=np.int8)
         self.min_duration = np.zeros(0, dtype=np.int16)
         self.sensitivity = np.zeros(0, dtype=np.float32)
         self.slo_above = np.zeros(0)
         self.slo_below = np.zeros(0)
         self.min_duration_ns = np.zeros(0, dtype=np.int64)
+        self.slo_rule = np.zeros(0, dtype=np.int32)
 
     def __len__(self) -> int:
         return len(self.direction)
@@ -108,6 +118,12 @@ class PolicyTable:
         rows = [self.policy.resolve(k) for k in keys[start:]]
         if rows:
             d, m, s, a, b, t = (np.array(col) for col in zip(*rows, strict=True))
+            slo = np.array([self.slos.resolve(k) for k in keys[start:]], dtype=np.int32)
+            for i in np.flatnonzero((slo >= 0) & np.isinf(a) & np.isinf(b)):
+                rule = self.slo_rules[slo[i]]
+                a[i] = np.inf if rule.above is None else rule.above
+                b[i] = -np.inf if rule.below is None else rule.below
+            self.slo_rule = np.r_[self.slo_rule, slo]
             self.direction = np.r_[self.direction, d.astype(np.int8)]
             self.min_duration = np.r_[self.min_duration, m.astype(np.int16)]
             self.sensitivity = np.r_[self.sensitivity, s.astype(np.float32)]

@@ -4,6 +4,11 @@ A cumulative counter's level says nothing; its rate does. A histogram becomes a 
 a mean and p50/p90/p99 over each scrape interval, computed from bucket deltas as Prometheus'
 ``histogram_quantile`` does (linear interpolation inside the bucket). Counter resets (a new
 ``start_time_unix_nano`` or a smaller total) re-baseline instead of producing a negative rate.
+A usage gauge scraped beside its limit (``process.memory.usage`` and ``process.memory.limit``)
+also becomes a utilization (``process.memory.utilization``), since "90 % of the limit" is the
+line that matters and neither series says it alone. Likewise request-count rates split by
+``http.response.status_code`` (or ``rpc.grpc.status_code``) add up to one error ratio per
+service and metric (``http.server.request.count:error_ratio``): the share of 5xx (gRPC: not OK).
 """
 
 from __future__ import annotations
@@ -46,6 +51,60 @@ def bucket_quantile(q: float, bounds: tuple[float, ...], counts: np.ndarray) -> 
     return float(lower + (upper - lower) * ((rank - below) / inside if inside else 0.0))
 
 
+def _split(key: str) -> tuple[str, str]:
+    brace = key.find("{")
+    return (key, "") if brace < 0 else (key[:brace], key[brace:])
+
+
+def utilization(batch: MetricBatch) -> MetricBatch:
+    """``X.usage / X.limit`` as ``X.utilization`` for pairs at the same time and attributes."""
+    limits: dict[tuple[str, int], float] = {}
+    for i, key in enumerate(batch.keys):
+        if ".limit" in key:
+            name, attrs = _split(key)
+            if name.endswith(".limit") and batch.values[i] > 0:
+                limits[(name[:-6] + attrs, int(batch.ts[i]))] = float(batch.values[i])
+    out = MetricColumns()
+    if limits:
+        present = set(batch.keys)
+        for i, key in enumerate(batch.keys):
+            name, attrs = _split(key)
+            if not name.endswith(".usage"):
+                continue
+            limit = limits.get((name[:-6] + attrs, int(batch.ts[i])))
+            target = f"{name[:-6]}.utilization{attrs}"
+            if limit is not None and target not in present:
+                out.append(target, batch.services[i], int(batch.ts[i]), float(batch.values[i]) / limit, PointKind.GAUGE, 0)
+    return out.freeze()
+
+
+_STATUS = (("http.response.status_code=", lambda c: c >= 500), ("rpc.grpc.status_code=", lambda c: c != 0))
+
+
+def error_ratio(rates: MetricBatch) -> MetricBatch:
+    """Per service, metric and time: failed / all requests, from rates split by a status code."""
+    sums: dict[tuple[str, str, int], list[float]] = {}
+    for i, key in enumerate(rates.keys):
+        name, attrs = _split(key)
+        if not name.endswith(":rate") or "status_code=" not in attrs:
+            continue
+        for label, failed in _STATUS:
+            at = attrs.find(label)
+            if at >= 0:
+                code = attrs[at + len(label):].split(",", 1)[0].rstrip("}")
+                acc = sums.setdefault((rates.services[i], name[:-5], int(rates.ts[i])), [0.0, 0.0])
+                value = float(rates.values[i])
+                acc[0] += value
+                if code.lstrip("-").isdigit() and failed(int(code)):
+                    acc[1] += value
+                break
+    out = MetricColumns()
+    for (service, name, ts), (total, bad) in sums.items():
+        if total > 0:
+            out.append(f"{name}:error_ratio", service, ts, bad / total, PointKind.GAUGE, 0)
+    return out.freeze()
+
+
 class Deriver:
     """Keeps the previous cumulative value of each counter and histogram series."""
 
@@ -58,7 +117,7 @@ class Deriver:
         kinds = batch.kinds
         gauges = kinds == PointKind.GAUGE
         if gauges.all() and not histograms:
-            return batch
+            return MetricBatch.concat([batch, utilization(batch)])
         out = MetricColumns()
         for i in np.flatnonzero(~gauges):
             self._counter(batch.keys[i], batch.services[i], int(batch.ts[i]), float(batch.values[i]),
@@ -70,7 +129,8 @@ class Deriver:
         if not finite.all():  # decoders refuse what could cause this; the detectors must never see it
             log.warning("dropped %d non-finite derived values", int((~finite).sum()))
             derived = derived.take(finite)
-        return MetricBatch.concat([batch.take(gauges), derived])
+        own = batch.take(gauges)
+        return MetricBatch.concat([own, derived, utilization(own), error_ratio(derived)])
 
     def _counter(self, key: str, service: str, ts: int, total: float, kind: int, start: int, out: MetricColumns) -> None:
         prev = self._counters.get(key)

@@ -46,19 +46,25 @@ BACKEND_KINDS = frozenset({"cpu", "latency", "errors", "crash"})
 
 @dataclass(frozen=True)
 class FaultSpec:
-    """One injected fault: ``kind`` on ``service`` for ``duration`` s from ``start`` s."""
+    """One injected fault: ``kind`` on ``service`` for ``duration`` s from ``start`` s.
+
+    ``ramp_s`` > 0 makes a slow-building fault: its magnitude grows linearly from zero to full
+    over that many seconds (gradual saturation, a growing error rate); a memory leak always
+    grows over its whole duration.
+    """
 
     service: str
     kind: FaultKind
     start: float
     duration: float
     magnitude: float | None = None
+    ramp_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; one of {FAULT_KINDS}")
-        if self.start < 0 or self.duration <= 0:
-            raise ValueError("fault start must be >= 0 and duration > 0")
+        if self.start < 0 or self.duration <= 0 or self.ramp_s < 0:
+            raise ValueError("fault start must be >= 0, duration > 0 and ramp_s >= 0")
         mag = DEFAULT_MAGNITUDE[self.kind] if self.magnitude is None else float(self.magnitude)
         if mag < 0 or (self.kind in ("cpu", "errors", "memory_leak", "bad_release") and mag > 1):
             raise ValueError(f"magnitude {mag} out of range for {self.kind}")
@@ -83,6 +89,7 @@ class FaultSpec:
             "onset_unix_nano": sim_start_unix_nano + int(round(self.start * 1e9)),
             "end_unix_nano": sim_start_unix_nano + int(round(self.end * 1e9)),
             "magnitude": self.mag,
+            **({"ramp_s": self.ramp_s} if self.ramp_s else {}),
         }
 
 
@@ -112,7 +119,7 @@ def effects_for_window(faults: list[FaultSpec], a: float, b: float) -> dict[str,
             continue
         eff = out.setdefault(f.service, Effect())
         eff.kinds.append(f.kind)
-        m = f.mag
+        m = f.mag * (min(1.0, (b - f.start) / f.ramp_s) if f.ramp_s > 0 else 1.0)
         if f.kind == "cpu":
             eff.cpu_add += m
         elif f.kind == "latency":
