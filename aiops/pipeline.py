@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from aiops.correlate.changes import ChangeIndex
-from aiops.correlate.contract import Incident
+from aiops.correlate.contract import Incident, RootCause
 from aiops.correlate.incidents import IncidentManager
 from aiops.detect.bank import BankConfig, DetectorBank, config_from_json
 from aiops.detect.episodes import Activity, Anomaly, EpisodeTracker
@@ -220,6 +220,10 @@ class Pipeline:
         if sid is None:
             raise KeyError(f"unknown series {series!r}")
         self.bank.feedback(sid, kind)
+
+    def rank(self, anomalies: list[Anomaly]) -> list[RootCause]:
+        """Root causes for a given set of anomalies ranked together (see :meth:`IncidentManager.rank`)."""
+        return self.incidents.rank(anomalies)
 
     def _publish(self, incidents: list[Incident]) -> None:
         for inc in incidents:
