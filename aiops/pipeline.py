@@ -9,6 +9,7 @@ consumer store state and offsets together and resume without re-learning or re-a
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import time
@@ -70,6 +71,25 @@ class Stats:
             "changes": self.changes, "series_points": self.series_points, "bad_records": self.rejects,
             "anomalies": self.anomalies, "incidents": len(self.incident_ids),
         }  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def evidence_of(key: str, service: str) -> str:
+    """The service a series is evidence about: a client-side metric naming its callee
+    (``rpc.client.duration{peer.service=cart}``) measures the callee as its caller sees it, so,
+    like a CLIENT span, it is the callee's; a network delay shows only there.
+
+    >>> evidence_of("frontend/rpc.client.duration.p50{peer.service=cart}", "frontend")
+    'cart'
+    """
+    head, _, attrs = key.partition("{")
+    if not attrs or "client" not in head.split("/", 1)[-1]:
+        return service
+    for pair in attrs.rstrip("}").split(","):
+        name, _, value = pair.partition("=")
+        if name == "peer.service" and value:
+            return value
+    return service
 
 
 def _reason_class(reason: str) -> str:
@@ -202,7 +222,7 @@ class Pipeline:
         if not len(batch):
             return
         self.stats.series_points += len(batch)
-        ids = self.series.ids(batch.keys, batch.services)
+        ids = self.series.ids(batch.keys, [evidence_of(k, s) for k, s in zip(batch.keys, batch.services, strict=True)])
         keys, services = self.series.keys, self.series.services
         new = np.asarray(self.policy.extend(keys), dtype=np.int64)
         self.bank.set_sensitivity(new, self.policy.sensitivity[new])
