@@ -9,6 +9,7 @@ consumer store state and offsets together and resume without re-learning or re-a
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import time
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from aiops.correlate.changes import ChangeIndex
-from aiops.correlate.contract import Incident
+from aiops.correlate.contract import Incident, RootCause
 from aiops.correlate.incidents import IncidentManager
 from aiops.detect.bank import BankConfig, DetectorBank, config_from_json
 from aiops.detect.episodes import Activity, Anomaly, EpisodeTracker
@@ -77,6 +78,25 @@ class Stats:
             "changes": self.changes, "series_points": self.series_points, "bad_records": self.rejects,
             "anomalies": self.anomalies, "predictions": self.predictions, "incidents": len(self.incident_ids),
         }  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def evidence_of(key: str, service: str) -> str:
+    """The service a series is evidence about: a client-side metric naming its callee
+    (``rpc.client.duration{peer.service=cart}``) measures the callee as its caller sees it, so,
+    like a CLIENT span, it is the callee's; a network delay shows only there.
+
+    >>> evidence_of("frontend/rpc.client.duration.p50{peer.service=cart}", "frontend")
+    'cart'
+    """
+    head, _, attrs = key.partition("{")
+    if not attrs or "client" not in head.split("/", 1)[-1]:
+        return service
+    for pair in attrs.rstrip("}").split(","):
+        name, _, value = pair.partition("=")
+        if name == "peer.service" and value:
+            return value
+    return service
 
 
 def _reason_class(reason: str) -> str:
@@ -215,7 +235,7 @@ class Pipeline:
         if not len(batch):
             return
         self.stats.series_points += len(batch)
-        ids = self.series.ids(batch.keys, batch.services)
+        ids = self.series.ids(batch.keys, [evidence_of(k, s) for k, s in zip(batch.keys, batch.services, strict=True)])
         keys, services = self.series.keys, self.series.services
         new = np.asarray(self.policy.extend(keys), dtype=np.int64)
         self.bank.set_sensitivity(new, self.policy.sensitivity[new])
@@ -239,6 +259,10 @@ class Pipeline:
         if sid is None:
             raise KeyError(f"unknown series {series!r}")
         self.bank.feedback(sid, kind)
+
+    def rank(self, anomalies: list[Anomaly]) -> list[RootCause]:
+        """Root causes for a given set of anomalies ranked together (see :meth:`IncidentManager.rank`)."""
+        return self.incidents.rank(anomalies)
 
     def _publish(self, incidents: list[Incident]) -> None:
         for inc in incidents:

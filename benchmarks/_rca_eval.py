@@ -7,7 +7,9 @@ shared/DESIGN.md "Incident output"), so it scores whatever ranking the pipeline 
   version of each id is the one to score.
 * :func:`nearest_incident` / :func:`first_incident`: which incident answers a labelled case.
 * :func:`ranking` (the pipeline's ``root_causes``, best first) and :func:`naive_ranking` (services
-  by their largest anomaly score in the incident: the baseline any RCA must beat).
+  by their largest anomaly score in the incident: the baseline any RCA must beat);
+  :func:`ranking_given` ranks all anomalies of a labelled period together (ranking alone,
+  without the correlator's grouping or the choice of incident).
 * :func:`rank_of`, :func:`ac_at_k`, :func:`as_at_k`, :func:`avg_at_k`: the usual RCA figures.
   AC@k (RCD/CIRCA/RCAEval) is, per case, ``|top-k ∩ truth| / min(k, |truth|)`` averaged over cases;
   AS@k (Nezha) is the fraction of cases whose root cause is within the top k; with one root cause
@@ -17,6 +19,7 @@ shared/DESIGN.md "Incident output"), so it scores whatever ranking the pipeline 
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import sys
@@ -28,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from aiops.correlate.contract import Incident
+from aiops.detect.episodes import Anomaly
 from aiops.ingest.deadletter import MemoryDeadLetter
+from aiops.ingest.records import Message
 from aiops.ingest.replay import ReplaySource
 from aiops.pipeline import Pipeline
 
@@ -47,6 +52,9 @@ class Run:
     seconds: float
     topology_passed: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    anomalies: list[Anomaly] = field(default_factory=list)  # every anomaly opened, in order
+    pipeline: Pipeline | None = None  # after the run: for ranking a chosen set of anomalies
+    duplicates: int = 0  # messages dropped by ``dedupe``
 
 
 def pipeline_accepts_topology() -> bool:
@@ -54,22 +62,49 @@ def pipeline_accepts_topology() -> bool:
     return "topology" in inspect.signature(Pipeline).parameters
 
 
+class CrossSourceDedupe:
+    """Drops a message whose exact bytes another source already delivered.
+
+    Recorded cases cut from one continuous recording overlap in time, and each case file repeats
+    the messages of the overlap byte for byte; merged into one feed they must be delivered once.
+    Repeats inside one source are kept: only the recording itself can say they are distinct.
+    """
+
+    def __init__(self) -> None:
+        self._first: dict[bytes, str] = {}
+        self.dropped = 0
+
+    def __call__(self, batch: list[Message]) -> list[Message]:
+        out = []
+        for msg in batch:
+            digest = hashlib.blake2b(bytes(msg.payload), digest_size=16).digest()
+            source = self._first.setdefault(digest, msg.source)
+            if source == msg.source:
+                out.append(msg)
+            else:
+                self.dropped += 1
+        return out
+
+
 def replay(paths: Sequence[str | Path], topology: str | Path | None = None, batch_size: int = 256,
-           **pipeline_kwargs: Any) -> Run:
+           dedupe: bool = False, **pipeline_kwargs: Any) -> Run:
     """Run files/folders through a fresh embedded Pipeline, as ``aiops replay`` does, in process.
 
     ``topology`` is passed as ``topology=Path`` only when the Pipeline accepts that parameter.
+    ``dedupe`` (:class:`CrossSourceDedupe`) is for several overlapping cases replayed as one feed.
     """
     published: list[Incident] = []
+    anomalies: list[Anomaly] = []
     dead = MemoryDeadLetter()
     kwargs = dict(pipeline_kwargs)
     passed = topology is not None and pipeline_accepts_topology()
     if passed:
         kwargs["topology"] = Path(topology)  # type: ignore[arg-type]
-    pipeline = Pipeline(dead, published.append, **kwargs)
+    pipeline = Pipeline(dead, published.append, on_anomaly=anomalies.append, **kwargs)
+    drop = CrossSourceDedupe()
     t0 = time.perf_counter()
     for batch in ReplaySource(list(paths), None, batch_size).batches():
-        pipeline.process(batch)
+        pipeline.process(drop(batch) if dedupe else batch)
     pipeline.flush()
     seconds = time.perf_counter() - t0
     st = pipeline.stats
@@ -77,7 +112,8 @@ def replay(paths: Sequence[str | Path], topology: str | Path | None = None, batc
     if dead.rejects:
         r = dead.rejects[0]
         example = f"{r.source}:{r.offset} {r.reason} | {bytes(r.raw)[:300]!r}"
-    return Run(published, st.summary(), st.rejects, dict(st.reasons), example, seconds, passed)
+    return Run(published, st.summary(), st.rejects, dict(st.reasons), example, seconds, passed,
+               anomalies=anomalies, pipeline=pipeline, duplicates=drop.dropped)
 
 
 def load_incidents(path: str | Path) -> list[Incident]:
@@ -116,6 +152,16 @@ def naive_ranking(inc: Incident | None) -> list[str]:
         score, first = top.get(a.service, (float("-inf"), a.first_seen_unix_nano))
         top[a.service] = (max(score, a.score), min(first, a.first_seen_unix_nano))
     return sorted(top, key=lambda s: (-top[s][0], top[s][1], s))
+
+
+def ranking_given(run: Run, lo_ns: int, hi_ns: int) -> list[str]:
+    """Ranking given the onset: every anomaly the run opened with onset in ``[lo_ns, hi_ns]``, ranked
+    together by the run's pipeline (its graph and changes at the end of the run), however the
+    correlator grouped them. [] when none: nothing to rank."""
+    chosen = [a for a in run.anomalies if lo_ns <= a.first_seen <= hi_ns]
+    if run.pipeline is None or not chosen:
+        return []
+    return list(dict.fromkeys(rc.service for rc in run.pipeline.rank(chosen)))
 
 
 def _anomaly_distance(inc: Incident, target_ns: int) -> int:

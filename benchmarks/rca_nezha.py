@@ -1,12 +1,26 @@
 """Nezha root-cause benchmark: AS@1/3/5 of the pipeline's ranking on 14 OB + 16 TT fault cases.
 
-    python benchmarks/rca_nezha.py ../shared/data/rca/nezha [--no-topology] [--no-history]
+    python benchmarks/rca_nezha.py ../shared/data/rca/nezha [--mode both|case|stream] [--no-topology] [--no-history]
 
-Each case folder (``ob/<case>/``, ``tt/<case>/``: metrics.jsonl, traces.jsonl, logs.jsonl as
-OTLP/JSON, plus truth.json) runs through a fresh embedded Pipeline in process (ReplaySource +
-Pipeline, as ``aiops replay`` does). The call graph in truth.json (``edges``) is static
-configuration, not a label: it is passed as ``topology=`` when the Pipeline takes one (off with
-``--no-topology``). Dead letters are counted per case; any is a decoder or validator problem.
+Two ways to feed the engine, both reported (``--mode``):
+
+* ``case``: each case folder (``ob/<case>/``, ``tt/<case>/``: metrics.jsonl, traces.jsonl,
+  logs.jsonl as OTLP/JSON, plus truth.json) runs through a fresh embedded Pipeline (ReplaySource
+  + Pipeline, as ``aiops replay`` does): ~20 one-minute scrapes of history before the fault.
+* ``stream`` (figures ``<system>_stream_*``): the engine as deployed, watching the system all
+  day. All cases of one system and day are one feed through one Pipeline: ReplaySource merges
+  their files in event time, and a message whose exact bytes another case's file already
+  delivered is dropped (:class:`_rca_eval.CrossSourceDedupe`). The cases are cut from one
+  recording, so the overlap of two windows holds byte-identical messages (checked: every
+  cross-case repeat of (signal, time, service) is byte-identical); dropping by content needs no
+  window bounds from truth.json, and keeps both cases' trace/log minutes, which never overlap.
+  Between windows (gaps of up to ~1 h) the feed simply jumps. Each case is then scored on the
+  day's incidents, exactly as in ``case`` mode.
+
+The call graph in truth.json (``edges``; for a system-day, the union over its cases) is static
+configuration, not a label: it is passed as ``topology=`` (off with ``--no-topology``). Labels
+are read only to score, after the replay. Dead letters are counted per run; any is a decoder or
+validator problem.
 
 Scoring, on the latest version of each incident:
 
@@ -14,11 +28,9 @@ Scoring, on the latest version of each incident:
   (``start_unix_nano``, ``end_unix_nano`` = start + 180 s). The 60 s lead admits the TT code
   faults whose logs change up to 49 s before the labelled start; incidents opened earlier belong
   to the earlier faults of the window (``other_faults``) and never count. No such incident: a miss.
-* **(b) given the onset**: the Pipeline has no call that ranks a given set of anomalies, so a pure
-  ranking score is not available. (b) is the nearest one can get through the public API: among
-  the same incidents, the one whose anomalies are closest to the labelled onset (rather than the
-  first to open). It differs from (a) only when several incidents open in the period. No such
-  incident: still a miss (nothing was ranked).
+* **(b) ranking given the onset** (``*_b_as*``): every anomaly the run opened with onset in
+  ``[onset − 60 s, onset + 5 min]``, ranked together by ``Pipeline.rank`` (same ranker, graph and
+  changes as the incidents), whatever the correlator grouped. No anomaly there: a miss.
 * ``naive``: the (a) incident, services by their largest anomaly score.
 
 Also: detection recall (cases with an (a) incident), median time to detect (open − onset; may
@@ -41,6 +53,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _rca_eval import (
+    Run,
     as_at_k,
     avg_at_k,
     emit,
@@ -48,10 +61,10 @@ from _rca_eval import (
     latest_versions,
     median,
     naive_ranking,
-    nearest_incident,
     pipeline_accepts_topology,
     rank_of,
     ranking,
+    ranking_given,
     replay,
     report_dead_letters,
     short,
@@ -62,6 +75,8 @@ from aiops.detect.bank import BankConfig
 SYSTEMS = ("ob", "tt")
 LEAD_S = 60  # detection may precede the labelled start by this much (TT 2023-01-29 code faults)
 AFTER_END_S = 300
+GIVEN_AFTER_S = 300  # (b): anomalies with onset up to this long after the labelled start
+MODES = ("case", "stream")
 KEEP = 10
 
 
@@ -78,41 +93,63 @@ def case_dirs(nezha_dir: Path) -> list[Path]:
     return sorted(p.parent for system in SYSTEMS for p in (nezha_dir / system).glob("*/truth.json"))
 
 
-def run_case(case_dir: Path, use_topology: bool, bank: dict[str, Any] | None) -> dict[str, Any]:
-    truth = json.loads((case_dir / "truth.json").read_text(encoding="utf-8"))
-    kwargs: dict[str, Any] = {"bank_config": BankConfig(**bank)} if bank else {}
+def load_truth(case_dir: Path) -> dict[str, Any]:
+    return json.loads((case_dir / "truth.json").read_text(encoding="utf-8"))
+
+
+def system_days(dirs: list[Path]) -> dict[tuple[str, str], list[Path]]:
+    """Cases grouped by system and day (``<yyyymmdd>-...`` of the case id), each group in time order."""
+    days: dict[tuple[str, str], list[Path]] = {}
+    for d in sorted(dirs):
+        days.setdefault((d.parent.name, d.name[:8]), []).append(d)
+    return days
+
+
+def replay_cases(dirs: list[Path], use_topology: bool, kwargs: dict[str, Any]) -> Run:
+    """One Pipeline over ``dirs`` as one time-ordered feed (overlapping messages delivered once).
+
+    The static topology is the union of the cases' call graphs (configuration, not labels).
+    """
+    truths = [load_truth(d) for d in dirs]
+    edges = sorted({(str(a), str(b)) for t in truths for a, b in t.get("edges") or []})
     with tempfile.TemporaryDirectory(prefix="nezha-") as tmp:
         topology = None
-        if use_topology and truth.get("edges"):
+        if use_topology and edges:
+            nodes = sorted({s for t in truths for s in t.get("services", [])})
             topology = Path(tmp) / "topology.json"
-            topology.write_text(json.dumps({"edges": truth["edges"], "nodes": truth.get("services", [])}), encoding="utf-8")
-        run = replay([case_dir], topology=topology, **kwargs)
+            topology.write_text(json.dumps({"edges": edges, "nodes": nodes}), encoding="utf-8")
+        return replay(dirs, topology=topology, dedupe=len(dirs) > 1, **kwargs)
+
+
+def score_case(case_dir: Path, run: Run, mode: str) -> dict[str, Any]:
+    """Score one labelled case against a run that covered it (alone, or in its system-day's feed)."""
+    truth = load_truth(case_dir)
     incidents = latest_versions(run.incidents)
     onset, end = truth["start_unix_nano"], truth["end_unix_nano"]
     lo, hi = onset - LEAD_S * 10**9, end + AFTER_END_S * 10**9
     first = first_incident(incidents, lo, hi)
-    nearest = nearest_incident(incidents, onset, lo, hi)
     root = truth["root_cause"]
-    before = [i for i in incidents if i.opened_at_unix_nano < lo]
     # Did an incident that opened earlier (an earlier fault's) absorb anomalies of this one?
-    absorbed = [i for i in before if any(lo <= a.first_seen_unix_nano <= hi for a in i.anomalies)]
-    root_anoms = [a for a in first.anomalies if a.service == root] if first else []
-    ranked_a, ranked_b, naive = ranking(first), ranking(nearest), naive_ranking(first)
+    absorbed = [i for i in incidents if i.opened_at_unix_nano < lo
+                and any(lo <= a.first_seen_unix_nano <= hi for a in i.anomalies)]  # fmt: skip
+    ranked_a, naive = ranking(first), naive_ranking(first)
+    ranked_b = ranking_given(run, lo, onset + GIVEN_AFTER_S * 10**9)
     return {
+        "mode": mode,
         "case_id": case_dir.name,
         "system": case_dir.parent.name,
         "root_cause": root,
         "fault": truth.get("fault"),
         "other_faults": len(truth.get("other_faults", [])),
         "incidents": len(incidents),
-        "before_onset": len(before),
         "absorbed_by_earlier": len(absorbed),
         "in_period": sum(1 for i in incidents if lo <= i.opened_at_unix_nano <= hi),
         "chosen": first.id if first else None,
         "ttd_s": (first.opened_at_unix_nano - onset) / 1e9 if first else None,
         "chosen_anomalies": len(first.anomalies) if first else 0,
         "chosen_series": sorted({a.series for a in first.anomalies})[:20] if first else [],
-        "root_anomalous": bool(root_anoms),
+        "root_anomalous": any(a.service == root for a in first.anomalies) if first else False,
+        "given_anomalies": sum(1 for a in run.anomalies if lo <= a.first_seen <= onset + GIVEN_AFTER_S * 10**9),
         "ranking": ranked_a[:KEEP],
         "ranking_b": ranked_b[:KEEP],
         "naive": naive[:KEEP],
@@ -141,21 +178,33 @@ def figures_for(results: list[dict[str, Any]], prefix: str) -> dict[str, float |
     detected = [r for r in results if r["chosen"] is not None]
     out[f"{prefix}detection_recall"] = len(detected) / len(results) if results else float("nan")
     out[f"{prefix}median_ttd_s"] = median([r["ttd_s"] for r in detected])
-    out[f"{prefix}dead_letters"] = sum(r["rejects"] for r in results)
     return out
 
 
 def case_line(r: dict[str, Any]) -> str:
-    head = f"{r['system']} {r['case_id']:48s} truth={short(r['root_cause'], 26):26s}"
-    ctx = f"incidents={r['incidents']} before={r['before_onset']} absorbed={r['absorbed_by_earlier']}"
-    if r["chosen"] is None:
-        return f"{head} NO INCIDENT in [onset-60s, end+5min] ({ctx}; anomalies={r['stats']['anomalies']})"
-
     def p(x: int | None) -> str:
         return "-" if x is None else str(x)
 
-    return (f"{head} rank={p(r['rank']):>2s} b={p(r['rank_b']):>2s} naive={p(r['naive_rank']):>2s} "
-            f"#1={short(r['ranking'][0], 26):26s} ttd={r['ttd_s']:+.0f}s anoms={r['chosen_anomalies']} {ctx}")  # fmt: skip
+    head = f"{r['mode']:6s} {r['system']} {r['case_id']:48s} truth={short(r['root_cause'], 22):22s}"
+    ctx = f"in_period={r['in_period']} absorbed={r['absorbed_by_earlier']} given={r['given_anomalies']}"
+    b = f"b={p(r['rank_b']):>2s} #1b={short(r['ranking_b'][0] if r['ranking_b'] else '-', 22):22s}"
+    if r["chosen"] is None:
+        return f"{head} NO INCIDENT   {b} ({ctx})"
+    return (f"{head} rank={p(r['rank']):>2s} {b} naive={p(r['naive_rank']):>2s} "
+            f"#1={short(r['ranking'][0], 22):22s} ttd={r['ttd_s']:+.0f}s anoms={r['chosen_anomalies']} {ctx}")  # fmt: skip
+
+
+def run_mode(mode: str, dirs: list[Path], use_topology: bool, kwargs: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Run]]:
+    """``case``: a fresh Pipeline per case. ``stream``: one Pipeline per system-day over all its cases."""
+    groups = [[d] for d in dirs] if mode == "case" else list(system_days(dirs).values())
+    results, runs = [], []
+    for group in groups:
+        run = replay_cases(group, use_topology, kwargs)
+        runs.append(run)
+        for d in group:
+            results.append(score_case(d, run, mode))
+            print(case_line(results[-1]), file=sys.stderr, flush=True)
+    return results, runs
 
 
 def main() -> None:
@@ -163,6 +212,7 @@ def main() -> None:
     ap.add_argument("nezha_dir", type=Path)
     ap.add_argument("--no-topology", action="store_true", help="do not pass truth.json's call graph as static topology")
     ap.add_argument("--warmup", type=int, default=None, help="diagnostic: override the detector bank's warm-up (points)")
+    ap.add_argument("--mode", choices=("both", *MODES), default="both", help="isolated cases, one feed per system-day, or both")
     ap.add_argument("--json", type=Path, default=None, help="write per-case results here")
     ap.add_argument("--no-history", action="store_true", help="print figures without appending to history.jsonl")
     args = ap.parse_args()
@@ -172,33 +222,38 @@ def main() -> None:
     if not dirs:
         sys.exit(f"no cases (<system>/<case>/truth.json) under {args.nezha_dir}")
     bank = dataclasses.asdict(dataclasses.replace(BankConfig(), warmup=args.warmup)) if args.warmup is not None else None
+    kwargs: dict[str, Any] = {"bank_config": BankConfig(**bank)} if bank else {}
     use_topology = not args.no_topology
     print(f"Nezha: {len(dirs)} cases; static topology "
           f"{'passed' if use_topology and pipeline_accepts_topology() else 'not passed'}", file=sys.stderr)  # fmt: skip
-    results = []
-    for d in dirs:
-        r = run_case(d, use_topology, bank)
-        results.append(r)
-        print(case_line(r), file=sys.stderr, flush=True)
-
-    misses = Counter((r["system"], r["root_cause"], r["ranking"][0] if r["ranking"] else "(no incident)")
-                     for r in results if r["rank"] != 1)  # fmt: skip
-    print("\nmissed at AS@1 (truth -> ranked first instead):", file=sys.stderr)
-    for (system, truth, first), n in misses.most_common():
-        print(f"  {n:2d}  {system} {truth:32s} -> {first}", file=sys.stderr)
-    report_dead_letters(results)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
-
     figures: dict[str, float | int] = {}
-    for system in SYSTEMS:
-        figures |= figures_for([r for r in results if r["system"] == system], f"{system}_")
-    figures |= figures_for(results, "all_")
+    everything = []
+    for mode in MODES if args.mode == "both" else (args.mode,):
+        results, runs = run_mode(mode, dirs, use_topology, kwargs)
+        everything += results
+        tag = "" if mode == "case" else f"{mode}_"
+        misses = Counter((r["system"], r["root_cause"], r["ranking"][0] if r["ranking"] else "(no incident)")
+                         for r in results if r["rank"] != 1)  # fmt: skip
+        print(f"\n[{mode}] missed at AS@1 (truth -> ranked first instead):", file=sys.stderr)
+        for (system, truth, first), n in misses.most_common():
+            print(f"  {n:2d}  {system} {truth:32s} -> {first}", file=sys.stderr)
+        report_dead_letters([{"rejects": r.rejects, "reject_reasons": r.reject_reasons, "reject_example": r.reject_example}
+                             for r in runs])  # fmt: skip
+        for system in SYSTEMS:
+            figures |= figures_for([r for r in results if r["system"] == system], f"{system}_{tag}")
+        figures |= figures_for(results, f"all_{tag}")
+        figures[f"{tag}dead_letters"] = sum(r.rejects for r in runs)
+        if mode == "stream":
+            figures["stream_duplicates_dropped"] = sum(r.duplicates for r in runs)
+        print(file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps(everything, indent=1), encoding="utf-8")
     figures["runtime_s"] = round(time.perf_counter() - t0, 1)
     config = {
         "window": f"first incident opened in [onset - {LEAD_S} s, end + {AFTER_END_S} s]",
-        "b": "incident nearest the onset among the same (no rank-given-anomalies API)",
-        "topology_passed": any(r["topology_passed"] for r in results),
+        "b": f"all anomalies with onset in [onset - {LEAD_S} s, onset + {GIVEN_AFTER_S} s] ranked together (Pipeline.rank)",
+        "modes": "case: fresh Pipeline per case; stream: one Pipeline per system-day, overlap delivered once",
+        "topology_passed": any(r["topology_passed"] for r in everything),
         "bank": bank or BankConfig().to_json(),
     }
     emit("rca_nezha", config, "rca/nezha", data_hash(args.nezha_dir), figures, record=not args.no_history)

@@ -206,9 +206,24 @@ def test_warmup_scores_zero_then_scoring_starts():
     bank = DetectorBank()
     w = bank.config.warmup
     wild = np.where(np.arange(w) % 2, 1e6, -1e6) * np.arange(1, w + 1)  # every point a new record
-    scores, _ = feed(bank, wild)
+    scores, _ = feed(bank, wild, step=10 * S)  # 30 points of 10 s: short of warmup_s, so points count
     assert (scores == 0).all()
-    assert probe(bank, 1e12)[0] >= ALERT  # the first point after warm-up is scored
+    assert probe(bank, 1e12, t=w * 10 * S)[0] >= ALERT  # the first point after warm-up is scored
+
+
+def test_sparse_series_warm_up_in_event_time():
+    """A minute-scrape series is warm once it covers ``warmup_s`` (15 points), not after 30 minutes."""
+    c = BankConfig()
+    w = max(c.min_warmup, int(c.warmup_s // 60))
+    assert w < c.warmup
+    bank = DetectorBank()
+    wild = np.where(np.arange(w) % 2, 1e6, -1e6) * np.arange(1, w + 1)
+    scores, _ = feed(bank, wild, step=MIN)
+    assert (scores == 0).all()
+    assert probe(bank, 1e12, t=w * MIN)[0] >= ALERT
+    dense = DetectorBank(BankConfig(warmup_s=1e9))  # never by time: the point count decides
+    feed(dense, wild, step=MIN)
+    assert probe(dense, 1e12, t=w * MIN)[0] == 0
 
 
 def test_flat_series_never_alerts():

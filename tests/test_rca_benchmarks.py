@@ -218,7 +218,8 @@ def test_nezha_case_through_harness():
     import rca_nezha
 
     case = nezha / "ob" / "20220822-0518-currencyservice-cpu_contention"
-    r = rca_nezha.run_case(case, use_topology=True, bank=None)
+    run = rca_nezha.replay_cases([case], use_topology=True, kwargs={})
+    r = rca_nezha.score_case(case, run, "case")
     assert r["rejects"] == 0, r["reject_example"]
     assert r["root_cause"] == "currencyservice" and r["system"] == "ob"
     assert r["stats"]["spans"] > 0 and r["stats"]["points"] > 0
@@ -226,3 +227,19 @@ def test_nezha_case_through_harness():
     figures = rca_nezha.figures_for([r], "x_")
     assert figures["x_cases"] == 1 and figures["x_as1"] == (1.0 if r["rank"] == 1 else 0.0)
     assert figures["x_detection_recall"] == (0.0 if r["chosen"] is None else 1.0)
+    assert figures["x_b_as1"] == (1.0 if r["rank_b"] == 1 else 0.0)
+
+
+def test_nezha_stream_delivers_overlapping_cases_once():
+    nezha = require_shared_data("rca", "nezha")
+    import rca_nezha
+
+    cases = [nezha / "ob" / "20220822-0518-currencyservice-cpu_contention",
+             nezha / "ob" / "20220822-0527-currencyservice-network_delay"]  # fmt: skip
+    alone = [rca_nezha.replay_cases([c], use_topology=True, kwargs={}) for c in cases]
+    both = rca_nezha.replay_cases(cases, use_topology=True, kwargs={})
+    assert both.rejects == 0 and both.duplicates > 0
+    # the overlap's scrapes are one recording: delivered once, nothing else lost
+    assert both.stats["messages"] == sum(a.stats["messages"] for a in alone) - both.duplicates
+    assert both.stats["spans"] == sum(a.stats["spans"] for a in alone)  # trace minutes never overlap
+    assert rca_nezha.system_days(cases) == {("ob", "20220822"): cases}

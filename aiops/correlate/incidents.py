@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiops.correlate.changes import ChangeIndex
-from aiops.correlate.contract import AnomalyRef, ChangeRef, ForecastRef, Incident
+from aiops.correlate.contract import AnomalyRef, ChangeRef, ForecastRef, Incident, RootCause
 from aiops.detect.episodes import Activity, Anomaly
 from aiops.forecast.engine import Prediction
 from aiops.rca.graph import DependencyGraph
@@ -198,6 +198,17 @@ class IncidentManager:
         inc.signature = signature
         inc.updated_at = now
         return record
+
+    def rank(self, anomalies: list[Anomaly]) -> list[RootCause]:
+        """Rank any given set of anomalies as one incident, on the current graph and changes.
+
+        For evaluation given a labelled onset (all anomalies of a period, however they were
+        grouped) and for an operator's "what if these belong together" question.
+        """
+        if not anomalies:
+            return []
+        ordered = sorted(anomalies, key=lambda a: (a.first_seen, a.series))
+        return as_root_causes(rank(ordered, self.graph, self.changes, self.monitored, self.rank_config))
 
     def _render(self, inc: _Open, status: str, now: int) -> Incident:
         anomalies = sorted(inc.anomalies.values(), key=lambda a: (a.first_seen, a.series))

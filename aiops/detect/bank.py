@@ -40,7 +40,9 @@ _NS_HOUR = 3_600_000_000_000
 class BankConfig:
     """One configuration for every series; per-series sensitivity comes from policy and feedback."""
 
-    warmup: int = 30  # points of history before any score
+    warmup: int = 30  # points of history before any score ...
+    warmup_s: float = 900.0  # ... or this much event time, for sparse series (a minute-scrape is warm
+    min_warmup: int = 10  # after 15 points, a 10 s one still after 30), but never fewer points than this
     windows: tuple[int, ...] = (3, 10, 30)  # moving-average views, in points (EWMA, alpha = 2 / (w + 1))
     vol_windows: tuple[int, ...] = (30,)  # moving-std views (EW), in points
     half_excess: float = 0.06  # excess beyond the known range (share of the range) that scores 0.5
@@ -58,6 +60,7 @@ class BankConfig:
         views = 1 + len(self.windows) + len(self.vol_windows)
         return {
             "n": (np.int32, ()),
+            "since": (np.int64, ()),  # event time of the first point (0: unknown, counts as old)
             "mean": (np.float64, (len(self.windows),)),  # EWMAs of the value
             "vmean": (np.float64, (len(self.vol_windows),)),  # EW means and mean squares, for EW std
             "vsq": (np.float64, (len(self.vol_windows),)),
@@ -158,7 +161,9 @@ class DetectorBank:
         direction = np.where(best >= 2 * k, np.where(residual >= 0, 1, -1),
                              np.where(best % k < 1 + len(c.windows), side, drift)).astype(np.int8)  # fmt: skip
         half = c.half_excess * (1.0 + c.young / np.maximum(n, 1)) / (A["sens"][sel] * A["fb"][sel])
-        score = np.where(n >= c.warmup, 1.0 - np.exp2(-excess / half), 0.0)
+        since = A["since"][sel]
+        warm = (n >= c.warmup) | ((n >= c.min_warmup) & (ts - since >= int(c.warmup_s * 1e9)))
+        score = np.where(warm, 1.0 - np.exp2(-excess / half), 0.0)
 
         if learn:
             first = (n == 0)[:, None]
@@ -171,6 +176,7 @@ class DetectorBank:
             A["mean"][sel], A["vmean"][sel], A["vsq"][sel] = mean, vmean, vsq
             A["hour"][ids, hour] = new_profile
             A["hour_seen"][sel] |= (1 << hour).astype(np.int32)
+            A["since"][sel] = np.where(n == 0, ts, since)
             A["n"][sel] = n + 1
         return score, direction
 
@@ -223,6 +229,8 @@ class DetectorBank:
         return {k: a[: self.size] for k, a in self.arrays.items()}
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        if "since" not in arrays and "n" in arrays:  # saved before series ages were kept: count as old
+            arrays = {**arrays, "since": np.zeros(len(arrays["n"]), dtype=np.int64)}
         missing = set(self._layout) - set(arrays)
         if missing:
             raise KeyError(f"detector state lacks {sorted(missing)}")
