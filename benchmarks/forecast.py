@@ -174,21 +174,24 @@ def main() -> None:
         fits, fit_s, rejected = fits + fs["fits"], fit_s + fs["fit_seconds"], rejected + fs["fits_rejected"]
         lead = naive_lead = None
         first = None
+        surfaced = "-"
         if r["breach"]:
             breached += 1
             b_ts = r["breach"][0]
             first = next((e for e in predicted if onset <= e.ts <= b_ts), None)
             lead = (b_ts - first.ts) / 60 / NS if first else 0.0
             if first:  # did the warning open its own incident, or join one the detectors had opened?
-                kinds[next((i.kind for i in r["incidents"] if i.forecast and i.forecast.series == first.series
-                            and i.forecast.predicted_at_unix_nano == first.ts), "none")] += 1  # fmt: skip
+                surfaced = next((i.kind for i in r["incidents"] if i.forecast and i.forecast.series == first.series
+                                 and i.forecast.predicted_at_unix_nano == first.ts), "none")  # fmt: skip
+                kinds[surfaced] += 1
             naive_lead = (b_ts - r["naive"][0]) / 60 / NS if r["naive"] else 0.0
         leads.append(lead)
         naive_leads.append(naive_lead)
         print(f"{k:3d} {truth['fault']:12s} {truth['service']:15s} breach="
               f"{'-' if not r['breach'] else r['breach'][1].split('/', 1)[1][:40]:40s} "
               f"at +{(r['breach'][0] - onset) / 60 / NS if r['breach'] else float('nan'):5.1f} min  "
-              f"lead={lead if lead is None else round(lead, 1)} min via {first.series.split('/', 1)[1][:30] if first else '-'}  "
+              f"lead={lead if lead is None else round(lead, 1)} min via {first.series.split('/', 1)[1][:30] if first else '-'} "
+              f"({surfaced})  "
               f"naive={naive_lead if naive_lead is None else round(naive_lead, 1)}", file=sys.stderr)  # fmt: skip
     got = [x for x in leads if x is not None]
     naive_got = [x for x in naive_leads if x is not None]

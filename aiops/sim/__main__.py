@@ -1,4 +1,9 @@
-"""``python -m aiops.sim OUT_DIR`` writes the default scenario as a replay folder; ``--kafka`` produces it."""
+"""``python -m aiops.sim OUT_DIR`` writes the default scenario as a replay folder; ``--kafka`` produces it.
+
+``--fault SERVICE:KIND:START:DURATION[:MAGNITUDE[:RAMP]]`` (repeatable) replaces the default
+fault schedule, e.g. ``--fault checkout:errors:3600:2400:0.08:1800`` for an error ratio that
+grows to 8 % over 30 minutes, an hour in.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,23 @@ import json
 import sys
 import time
 
+from .faults import FaultSpec
 from .kafka import produce
 from .replay import write_replay
-from .simulator import DEFAULT_SCENARIO_SECONDS, DEFAULT_START_UNIX_NANO, default_scenario
+from .simulator import DEFAULT_SCENARIO_SECONDS, DEFAULT_START_UNIX_NANO, Simulator, default_scenario
+
+
+def fault_arg(text: str) -> FaultSpec:
+    """``SERVICE:KIND:START:DURATION[:MAGNITUDE[:RAMP]]`` → a :class:`FaultSpec` (seconds from the start)."""
+    parts = text.split(":")
+    if not 4 <= len(parts) <= 6:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SERVICE:KIND:START:DURATION[:MAGNITUDE[:RAMP]]")
+    try:
+        nums = [float(x) for x in parts[2:]]
+        return FaultSpec(parts[0], parts[1], nums[0], nums[1], nums[2] if len(nums) > 2 else None,  # type: ignore[arg-type]
+                         nums[3] if len(nums) > 3 else 0.0)  # fmt: skip
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from e
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,12 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start-unix-nano", type=int, default=DEFAULT_START_UNIX_NANO,
                    help="event time of the start (default: a fixed instant, for reproducibility)")
     p.add_argument("--benign-deploys-per-hour", type=float, default=0.0)
+    p.add_argument("--fault", type=fault_arg, action="append", metavar="SERVICE:KIND:START:DURATION[:MAG[:RAMP]]",
+                   help="inject this fault instead of the default schedule (repeatable)")
     args = p.parse_args(argv)
     if (args.out_dir is None) == (args.kafka is None):
         p.error("give either OUT_DIR or --kafka BOOTSTRAP")
-    sim = default_scenario(args.start_unix_nano, n_services=args.services, seed=args.seed,
-                           step_seconds=args.step,
-                           benign_deploys_per_hour=args.benign_deploys_per_hour)
+    if args.fault:
+        sim = Simulator(args.services, args.seed, args.start_unix_nano, faults=args.fault, step_seconds=args.step,
+                        benign_deploys_per_hour=args.benign_deploys_per_hour)  # fmt: skip
+    else:
+        sim = default_scenario(args.start_unix_nano, n_services=args.services, seed=args.seed,
+                               step_seconds=args.step, benign_deploys_per_hour=args.benign_deploys_per_hour)
     t0 = time.perf_counter()
     if args.kafka:
         summary = produce(sim, args.kafka, args.duration, speed=args.speed)
