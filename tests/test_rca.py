@@ -129,6 +129,18 @@ def test_request_rate_changes_on_a_callee_and_rising_availability_explain_nothin
     assert ranked[0].service == "search" and "lb" not in [c.service for c in ranked]
 
 
+def test_a_callee_failing_requests_outranks_a_sibling_that_is_only_slower():
+    found = [
+        anomaly("frontend/availability.avg", T, value=90.0, baseline=100.0, score=1.0),
+        anomaly("lb/latency.avg", T, value=5.0, score=1.0),
+        anomaly("cart/availability.avg", T, value=90.0, baseline=100.0, score=0.8),
+    ]
+    for a in found:
+        a.direction = -1 if "availability" in a.series else 1
+    ranked = rank(found, fanout(), ChangeIndex(), lambda _: True)
+    assert ranked[0].service == "cart" and ranked[1].service == "lb"
+
+
 def test_a_backend_without_metrics_is_blamed_through_its_callers_client_spans():
     found = [
         anomaly("payment/http.duration:p99", T + 10 * S, value=2.0),

@@ -36,6 +36,7 @@ class RankConfig:
     explain_ratio: float = 0.5  # ... whose relative change is at least this share of the candidate's
     reach_power: float = 1.0  # score grows as (services the candidate explains, itself included) ** this
     entry_factor: float = 2.0  # the candidate explains an anomalous entry point (a service nobody calls)
+    error_factor: float = 2.0  # the candidate fails requests (errors up, availability down): rarer than slowness
     template_only_factor: float = 0.5  # a candidate whose only evidence is a never-seen log template
     deploy_factor: float = 1.5
     config_change_factor: float = 1.2
@@ -83,6 +84,14 @@ def _benign(a: Anomaly) -> bool:
     """Availability or success going up is recovery, not a symptom."""
     name = _metric(a.series).lower()
     return a.direction > 0 and ("availability" in name or "success" in name)
+
+
+def _failing(a: Anomaly) -> bool:
+    """Requests failing: an error series going up or an availability/success series going down."""
+    name = _metric(a.series).lower().split("{", 1)[0]
+    if "availability" in name or "success" in name:
+        return a.direction < 0
+    return a.direction > 0 and ("error" in name or "status_code=5" in a.series)
 
 
 def _traffic(a: Anomaly) -> bool:
@@ -141,6 +150,11 @@ def rank(
         score = math.exp(-(start - first) / 1e9 / c.onset_decay_s)
         score *= (0.5 + 0.5 * strongest.score) * (1.0 + 0.1 * math.log1p(len(items)))
         reason = f"{service}: {describe(strongest, service)} from {_clock(start)}"
+        failing = [a for a in items if _failing(a)]
+        if failing:
+            score *= c.error_factor
+            if strongest not in failing:
+                reason += f", {describe(max(failing, key=lambda a: a.score), service)}"
         reason += ", first anomaly" if start == first else f", +{(start - first) / 1e9:.0f} s after the first"
         if not monitored(service):
             reason += ", no own metrics"
