@@ -88,8 +88,57 @@ def test_the_deepest_service_that_went_first_is_the_root_cause():
     ]
     ranked = rank(found, chain(), ChangeIndex(), lambda _: True)
     assert [c.service for c in ranked] == ["payment", "checkout", "frontend"]
-    assert "first anomaly" in ranked[0].reason and "1 of 1 callers anomalous" in ranked[0].reason
+    assert "first anomaly" in ranked[0].reason and "explains 2 anomalous services up to frontend" in ranked[0].reason
     assert "but its callee payment went first" in ranked[1].reason
+
+
+def fanout() -> DependencyGraph:
+    """frontend calls search, its load balancer ``lb`` and cart; search and cart call db; batch calls db."""
+    g = DependencyGraph()
+    for caller, callee in (("frontend", "search"), ("frontend", "lb"), ("frontend", "cart"), ("search", "db"),
+                           ("cart", "db"), ("batch", "db")):  # fmt: skip
+        g.g.add_edge(caller, callee, calls=1, errors=0, last_seen=T, pinned=True)
+    return g
+
+
+def test_the_service_that_explains_the_most_of_the_incident_wins_over_a_leaf_beside_it():
+    # search and the frontend's view of it (lb) both went bad; search also explains cart's caller chain
+    found = [
+        anomaly("frontend/latency.avg", T), anomaly("lb/latency.avg", T, value=5.0, score=1.0),
+        anomaly("db/latency.avg", T), anomaly("cart/latency.avg", T), anomaly("search/latency.avg", T),
+    ]  # fmt: skip
+    ranked = rank(found, fanout(), ChangeIndex(), lambda _: True)
+    assert ranked[0].service == "db" and "explains 3 anomalous services up to frontend" in ranked[0].reason
+
+
+def test_an_earlier_unrelated_anomaly_neither_dates_nor_explains_the_incident():
+    # search's callee db went bad 10 min before search: search stayed healthy meanwhile, so db did
+    # not cause it; search, which went bad with the frontend, did
+    found = [anomaly("db/latency.avg", T - 600 * S), anomaly("search/latency.avg", T), anomaly("frontend/latency.avg", T)]
+    ranked = rank(found, fanout(), ChangeIndex(), lambda _: True)
+    assert ranked[0].service == "search" and "up to frontend" in ranked[0].reason
+
+
+def test_request_rate_changes_on_a_callee_and_rising_availability_explain_nothing():
+    found = [
+        anomaly("search/latency.avg", T), anomaly("frontend/latency.avg", T),
+        anomaly("db/requests.sum", T, value=9.0),  # search retries: more load on db, an effect
+        anomaly("lb/availability.avg", T, value=100.0, baseline=50.0),  # recovering, not failing
+    ]  # fmt: skip
+    ranked = rank(found, fanout(), ChangeIndex(), lambda _: True)
+    assert ranked[0].service == "search" and "lb" not in [c.service for c in ranked]
+
+
+def test_a_callee_failing_requests_outranks_a_sibling_that_is_only_slower():
+    found = [
+        anomaly("frontend/availability.avg", T, value=90.0, baseline=100.0, score=1.0),
+        anomaly("lb/latency.avg", T, value=5.0, score=1.0),
+        anomaly("cart/availability.avg", T, value=90.0, baseline=100.0, score=0.8),
+    ]
+    for a in found:
+        a.direction = -1 if "availability" in a.series else 1
+    ranked = rank(found, fanout(), ChangeIndex(), lambda _: True)
+    assert ranked[0].service == "cart" and ranked[1].service == "lb"
 
 
 def test_a_backend_without_metrics_is_blamed_through_its_callers_client_spans():
