@@ -114,7 +114,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(_summary(pipeline.stats, time.perf_counter() - t0), file=sys.stderr)
     print(f"dead letters: {dl_path}", file=sys.stderr)
     if args.models:
-        print(f"detectors saved: {pipeline.save_models(args.models).path}", file=sys.stderr)
+        for info in pipeline.save_versions(args.models):
+            print(f"{info.bank} model saved: {info.path}", file=sys.stderr)
     return 0
 
 

@@ -275,6 +275,10 @@ class Pipeline:
         window = (self.stats.first_ts, self.validator.watermark) if self.stats.first_ts else None
         return save_bank(models_dir, bank_name, self.bank, self.series.keys, window)
 
+    def save_versions(self, models_dir: str | Path) -> list[ModelInfo]:
+        """A new version of every model under ``models_dir``: the detector bank and the forecast fits."""
+        return [self.save_models(models_dir), self.save_forecasts(models_dir)]
+
     def save_forecasts(self, models_dir: str | Path) -> ModelInfo:
         """Write the current forecast fits with their fit metrics as the next ``forecast/v<N>.json``."""
         window = [self.stats.first_ts, self.validator.watermark] if self.stats.first_ts else None

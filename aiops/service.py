@@ -71,12 +71,12 @@ class Service:
                     offsets = self._checkpoint(store, pipeline, source, offsets)
                     dirty, last = False, time.monotonic()
                 if time.monotonic() - last_model >= s.model_save_interval_s and len(pipeline.series):
-                    log.info("detectors saved: %s", pipeline.save_models(models).path)
+                    log.info("models saved: %s", [str(i.path) for i in pipeline.save_versions(models)])
                     last_model = time.monotonic()
             if dirty:
                 self._checkpoint(store, pipeline, source, offsets)
             if len(pipeline.series):
-                log.info("detectors saved: %s", pipeline.save_models(models).path)
+                log.info("models saved: %s", [str(i.path) for i in pipeline.save_versions(models)])
         finally:
             source.close()
             producer.close()

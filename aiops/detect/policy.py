@@ -41,6 +41,7 @@ DEFAULT_RULES = [
     SeriesRule(match="*duration*", direction="up"),
     SeriesRule(match="*latency*", direction="up"),
     SeriesRule(match="*error*", direction="up"),
+    SeriesRule(match="*availability*", direction="down"),  # rising availability is recovery
     SeriesRule(match="*status_code=5*", direction="up"),
     SeriesRule(match="*severity=ERROR*", direction="up"),
     SeriesRule(match="*severity=WARN*", direction="up"),

@@ -15,7 +15,12 @@ import time
 from .faults import FaultSpec
 from .kafka import produce
 from .replay import write_replay
-from .simulator import DEFAULT_SCENARIO_SECONDS, DEFAULT_START_UNIX_NANO, Simulator, default_scenario
+from .simulator import (
+    DEFAULT_SCENARIO_SECONDS,
+    DEFAULT_START_UNIX_NANO,
+    Simulator,
+    default_scenario,
+)
 
 
 def fault_arg(text: str) -> FaultSpec:
