@@ -21,6 +21,7 @@ from aiops.ingest.deadletter import FileDeadLetter, MemoryDeadLetter
 from aiops.ingest.records import WIRE_FORMATS
 from aiops.ingest.replay import ReplaySource
 from aiops.pipeline import Pipeline, Stats
+from aiops.sim.__main__ import fault_arg
 
 
 def _when(ns: int) -> str:
@@ -120,11 +121,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from aiops.sim import default_scenario
+    from aiops.sim import Simulator, default_scenario
     from aiops.sim.source import SimulatorSource
 
     start = time.time_ns() - int(args.history * 1e9)
-    sim = default_scenario(start_unix_nano=start, n_services=args.services, seed=args.seed)
+    if args.fault:
+        sim = Simulator(args.services, args.seed, start, faults=args.fault)
+    else:
+        sim = default_scenario(start_unix_nano=start, n_services=args.services, seed=args.seed)
     dead_letter = MemoryDeadLetter()
     progress = _Progress()
 
@@ -182,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--services", type=int, default=8, help="number of simulated services")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--history", type=float, default=3600.0, help="start simulated time this many seconds ago")
+    d.add_argument("--fault", type=fault_arg, action="append", metavar="SERVICE:KIND:START:DURATION[:MAG[:RAMP]]",
+                   help="inject this fault instead of the default schedule (repeatable; START in s from the start)")
     d.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("replay", help="run recorded payloads through the pipeline as fast as possible")

@@ -17,6 +17,7 @@ from aiops.forecast.ets import Fit, find_period, fit
 from aiops.ingest.deadletter import MemoryDeadLetter
 from aiops.ingest.records import ChangeEvent
 from aiops.pipeline import Pipeline
+from aiops.rca.graph import DependencyGraph
 from aiops.sim import FaultSpec, Simulator
 from aiops.sim.source import SimulatorSource
 
@@ -202,7 +203,24 @@ def test_a_warning_joins_the_incident_already_holding_its_service():
     (updated,) = m.on_predictions([prediction("predicted", T + MIN)])
     assert updated.id == detected.id and updated.kind == "detected"
     assert updated.forecast.series == KEY and [x.series for x in updated.anomalies] == [a.series]
-    assert m.on_predictions([prediction("predicted", T + 2 * MIN, series="api/other")]) == [], "one warning at a time"
+    (again,) = m.on_predictions([prediction("predicted", T + 2 * MIN, series="api/other")])
+    assert again.id == detected.id and again.forecast.series == KEY, "the first warning stays the incident's forecast"
+
+
+def test_related_warnings_share_one_predicted_incident():
+    graph = DependencyGraph()
+    graph.g.add_edge("web", "api", calls=1, errors=0, last_seen=T, pinned=True)
+    m = IncidentManager(ChangeIndex(), graph)
+    (first,) = m.on_predictions([prediction("predicted", T, series="web/http.server.request.count:error_ratio",
+                                            service="web", trend_start=T - 2 * MIN)])  # fmt: skip
+    (joined,) = m.on_predictions([prediction("predicted", T + MIN, trend_start=T - 8 * MIN)])
+    assert joined.id == first.id and joined.kind == "predicted" and joined.services == ["api", "web"]
+    assert joined.forecast.service == "web", "the incident keeps its first forecast"
+    assert joined.root_causes[0].service == "api", "the callee's trend began first and explains its caller"
+    assert m.on_predictions([prediction("averted", T + 5 * MIN, series="web/http.server.request.count:error_ratio",
+                                        service="web")])[0].status == "open", "api's warning still stands"  # fmt: skip
+    (closed,) = m.on_predictions([prediction("averted", T + 6 * MIN)])
+    assert closed.status == "resolved"
 
 
 def test_a_deploy_before_the_trend_suggests_rollback():

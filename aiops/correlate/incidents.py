@@ -9,8 +9,8 @@ Incident ids derive from the first anomaly, so replaying the same data yields th
 Ranking is :func:`aiops.rca.rank.rank`.
 
 A forecast (:mod:`aiops.forecast`) that an SLO will break opens a ``predicted`` incident, or
-attaches to the open incident that already holds its series or service. The trending series is
-ranked with the incident's anomalies. A predicted incident stays open while its forecast is
+joins the open incident that already holds its series or a related service. Trending series
+are ranked with the incident's anomalies. A predicted incident stays open while its forecast is
 pending, becomes ``detected`` when the breach happens, and resolves as averted when the
 forecast falls back.
 """
@@ -41,7 +41,7 @@ class _Open:
     signature: tuple[str, ...] = ()
     kind: str = "detected"
     forecast: ForecastRef | None = None
-    trend: Anomaly | None = None  # the forecast series, ranked as evidence but not listed as an anomaly
+    trends: dict[str, Anomaly] = field(default_factory=dict)  # forecast series: ranked, not listed as anomalies
     saturation: bool = False  # the forecast SLO is a saturation line: scaling out is the remedy
 
     @property
@@ -49,7 +49,7 @@ class _Open:
         return {a.service for a in self.evidence()}
 
     def evidence(self) -> list[Anomaly]:
-        return [*self.anomalies.values(), *([self.trend] if self.trend is not None else [])]
+        return [*self.anomalies.values(), *self.trends.values()]
 
     @property
     def pending(self) -> bool:
@@ -124,47 +124,60 @@ class IncidentManager:
         return best
 
     def on_predictions(self, predictions: list[Prediction]) -> list[Incident]:
-        """Fold forecast events in; return incidents that opened or changed."""
+        """Fold forecast events in; return incidents that opened or changed.
+
+        Related warnings (the same service, or services connected in the graph) share one incident:
+        each trending series is ranked as evidence, and the incident shows the first warning's
+        forecast until it breaches or falls back.
+        """
         out: list[Incident] = []
         for p in predictions:
             if p.event == "predicted":
                 inc = self._forecast_home(p)
-                if inc.pending:
-                    continue  # one warning per incident: the first stays until it breaches or falls back
-                inc.forecast = _forecast_ref(p)
-                inc.saturation = p.rule.kind == "saturation"
-                inc.last_activity = max(inc.last_activity, p.ts)  # a warning is activity too
+                inc.trends[p.series] = Anomaly(p.series, p.service, p.trend_start, p.probability, p.rule.sign,
+                                               p.value, p.baseline)  # fmt: skip
                 self._forecast_incident[p.series] = inc.id
+                inc.last_activity = max(inc.last_activity, p.ts)  # a warning is activity too
+                if not inc.pending:
+                    inc.forecast = _forecast_ref(p)
+                    inc.saturation = p.rule.kind == "saturation"
                 emitted = self._emit(inc, max(inc.updated_at, p.ts))
             else:
                 inc_id = self._forecast_incident.pop(p.series, None)
                 inc = self.open.get(inc_id) if inc_id else None
-                if inc is None or not inc.pending or inc.forecast is None:
+                if inc is None:
                     continue
-                inc.forecast = inc.forecast.model_copy(update={"outcome": p.event, "outcome_at_unix_nano": p.ts})
+                if p.event == "averted" and (inc.anomalies or len(inc.trends) > 1):
+                    inc.trends.pop(p.series, None)  # a trend that fell back is no evidence (unless it is all there is)
+                if inc.forecast is not None and inc.forecast.series == p.series and inc.pending:
+                    inc.forecast = inc.forecast.model_copy(update={"outcome": p.event, "outcome_at_unix_nano": p.ts})
                 if p.event == "breached":
                     inc.kind = "detected"
                     inc.last_activity = max(inc.last_activity, p.ts)
-                elif inc.kind == "predicted" and not inc.anomalies:
-                    out.append(self._close(inc, p.ts))  # averted before anything else went wrong
+                elif inc.kind == "predicted" and not inc.anomalies and not self._warned(inc):
+                    out.append(self._close(inc, p.ts))  # every warning fell back before anything went wrong
                     continue
                 emitted = self._emit(inc, max(inc.updated_at, p.ts))
             if emitted is not None:
                 out.append(emitted)
         return out
 
+    def _warned(self, inc: _Open) -> bool:
+        """Some warning of this incident is still pending."""
+        return any(self._forecast_incident.get(series) == inc.id for series in inc.trends)
+
     def _forecast_home(self, p: Prediction) -> _Open:
-        """The open incident that already holds the series or its service, else a new predicted one."""
+        """The open incident holding the series, or a related service lately; else a new predicted one."""
         held = self.open.get(self._series_incident.get(p.series, ""))
         if held is None:
             near = [i for i in self.open.values()
-                    if p.service in i.services and p.ts - i.last_activity <= self.group_window]  # fmt: skip
-            held = min(near, key=lambda i: i.opened_at, default=None)
+                    if (p.ts - i.last_activity <= self.group_window or i.pending)
+                    and (p.service in i.services or self._related(p.service, i))]  # fmt: skip
+            held = min(near, key=lambda i: (p.service not in i.services, i.opened_at), default=None)
         if held is not None:
             return held
         inc_id = hashlib.sha1(f"{p.series}@forecast@{p.ts}".encode()).hexdigest()[:16]
         inc = self.open[inc_id] = _Open(inc_id, p.ts, p.ts, p.ts, kind="predicted")
-        inc.trend = Anomaly(p.series, p.service, p.trend_start, p.probability, p.rule.sign, p.value, p.baseline)
         return inc
 
     def tick(self, watermark: int) -> list[Incident]:
@@ -245,7 +258,7 @@ class IncidentManager:
                 {"id": i.id, "opened_at": i.opened_at, "updated_at": i.updated_at, "last_activity": i.last_activity,
                  "signature": list(i.signature), "kind": i.kind, "saturation": i.saturation,
                  "forecast": i.forecast.model_dump() if i.forecast else None,
-                 "trend": _row(i.trend) if i.trend else None,
+                 "trends": [_row(a) for a in i.trends.values()],
                  "anomalies": [_row(a) for a in i.anomalies.values()]}
                 for i in self.open.values()
             ],
@@ -259,7 +272,7 @@ class IncidentManager:
             inc = _Open(o["id"], int(o["opened_at"]), int(o["updated_at"]), int(o["last_activity"]),
                         signature=tuple(o["signature"]), kind=o["kind"], saturation=bool(o["saturation"]),
                         forecast=ForecastRef(**o["forecast"]) if o["forecast"] else None,
-                        trend=_anomaly(o["trend"]) if o["trend"] else None)  # fmt: skip
+                        trends={r[0]: _anomaly(r) for r in o["trends"]})  # fmt: skip
             for row in o["anomalies"]:
                 a = _anomaly(row)
                 inc.anomalies[a.id] = a

@@ -76,7 +76,7 @@ class Prediction:
     expected_breach: int | None = None
     earliest_breach: int | None = None
     latest_breach: int | None = None
-    trend_start: int = 0  # event time of the first step of the fitted window
+    trend_start: int = 0  # event time the trend left its baseline (estimated): the onset for ranking
     fit: dict[str, Any] = field(default_factory=dict)
 
 
@@ -260,6 +260,7 @@ class Forecaster:
         past = rule.sign * (mean - rule.threshold)
         p = float(ndtr(past / np.maximum(sd, 1e-12)).max())
         if not w.predicted and not w.hold and p >= c.open_probability:
+            baseline = float(w.recent(c.window_steps)[:5].mean())
             w.predicted, w.low = True, 0
             self.stats["predictions"] += 1
             when = self._first(past)
@@ -267,11 +268,11 @@ class Forecaster:
             late = self._first(past - self._z * sd)
             out.append(Prediction(
                 "predicted", keys[sid], services[sid], now, rule, p, float(w.recent(1)[0]),
-                baseline=float(w.recent(c.window_steps)[:5].mean()),
+                baseline=baseline,
                 expected_breach=None if when is None else now + when * self._step_ns,
                 earliest_breach=None if early is None else now + early * self._step_ns,
                 latest_breach=None if late is None else now + late * self._step_ns,
-                trend_start=now - min(w.n, c.window_steps) * self._step_ns,
+                trend_start=now - self._trend_age(w, baseline) * self._step_ns,
                 fit=self._fit_info(w),
             ))  # fmt: skip
         elif w.predicted:
@@ -285,6 +286,17 @@ class Forecaster:
             w.predicted, w.low = False, 0
             out.append(Prediction("averted", keys[sid], services[sid], now, self.rules[w.rule], p,
                                   float(w.recent(1)[0]), fit=self._fit_info(w)))  # fmt: skip
+
+    def _trend_age(self, w: _Watch, baseline: float) -> int:
+        """Steps since the trend began: since the jump that started it, else since the fitted line
+        left the window's opening level (level minus baseline, over the trend per step)."""
+        span = min(w.n, self.config.window_steps)
+        if w.since_shift >= 0:
+            return min(w.since_shift, span)
+        f = w.fit
+        if isinstance(f, Fit) and f.trend * (f.level - baseline) > 0:
+            return int(min(span, max(1.0, (f.level - baseline) / f.trend)))
+        return span
 
     @staticmethod
     def _first(past: np.ndarray) -> int | None:
