@@ -6,17 +6,21 @@ Unknown keys are errors, so a typo stops startup instead of silently running on 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from aiops.act.config import ExecutorConfig
 from aiops.detect.policy import DetectionPolicy
 from aiops.errors import ConfigError
 from aiops.forecast.engine import ForecastConfig
 from aiops.forecast.slo import SloPolicy
 from aiops.ingest.records import Signal, WireFormat
+from aiops.notify.config import NotifyConfig
+
+Role = Literal["viewer", "expert", "approver"]
 
 
 def _csv(v: Any) -> Any:
@@ -27,7 +31,7 @@ Topics = Annotated[list[str], NoDecode]  # "a,b" in the environment
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AIOPS_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="AIOPS_", env_nested_delimiter="__", extra="forbid")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_group: str = "aiops"
@@ -43,9 +47,13 @@ class Settings(BaseSettings):
     model_save_interval_s: float = 3600.0  # a new detector version under DATA_DIR/models this often
     data_dir: Path = Path("data")
     port: int = 8080
-    slack_webhook_url: str | None = None
-    slack_signing_secret: str | None = None
-    api_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)  # token -> role
+    slack_webhook_url: str | None = None  # shorthand for notify.webhook_url
+    slack_signing_secret: str | None = None  # verifies POST /slack/actions
+    slack_users: dict[str, Role] = Field(default_factory=dict)  # Slack user id -> role, for buttons in Slack
+    api_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)  # token -> "role" or "role:name"
+    api_host: str = "127.0.0.1"
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     detection: DetectionPolicy = Field(default_factory=DetectionPolicy)  # per-series rules (YAML)
     topology_file: Path | None = None  # static edges added to (and pinned in) the learned call graph
     slos: SloPolicy = Field(default_factory=SloPolicy)  # lines that must not be crossed (YAML rules)

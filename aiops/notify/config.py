@@ -1,0 +1,18 @@
+"""Where Slack messages go and how fast: ``notify:`` in ``aiops.yaml``."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class NotifyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_url: str | None = Field(default=None, description="Slack incoming webhook (AIOPS_SLACK_WEBHOOK_URL)")
+    bot_token: str | None = Field(default=None, description="optional: chat.postMessage/chat.update, one message per incident edited in place")
+    channel: str | None = Field(default=None, description="channel for the bot token")
+    api_url: str = Field(default="https://slack.com/api/", description="Slack Web API base (tests point it at a loopback server)")
+    public_url: str = Field(default="http://127.0.0.1:8080", description="the dashboard/API as Slack users reach it, for links")
+    max_per_minute: int = Field(default=20, ge=1, description="new messages per minute before a storm is summarised")
+    retry_base_s: float = Field(default=1.0, gt=0, description="first retry delay; doubles per attempt, with jitter")
+    retry_max_s: float = Field(default=300.0, gt=0)
