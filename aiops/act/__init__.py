@@ -1,0 +1,1 @@
+"""Remediation: playbooks, proposals, approvals and their exactly-once execution."""
