@@ -32,6 +32,7 @@ from aiops.detect.series import SeriesIndex, rounds
 from aiops.errors import StateError
 from aiops.forecast.engine import ForecastConfig, Forecaster
 from aiops.forecast.slo import SloPolicy
+from aiops.learn.recorder import SeriesRecorder
 from aiops.ingest.aggregate import LogMetrics, SpanMetrics
 from aiops.ingest.deadletter import DeadLetterSink
 from aiops.ingest.decode import decode
@@ -117,6 +118,7 @@ class Pipeline:
         topology: str | Path | None = None,
         slos: SloPolicy | None = None,
         forecast: ForecastConfig | None = None,
+        record_points: int = 180,
     ) -> None:
         self.dead_letter = dead_letter
         self.on_incident = on_incident
@@ -124,6 +126,7 @@ class Pipeline:
         self._policy, self._now_ns, self._window_s = policy, now_ns, window_s
         self._bank_config, self._detection, self._topology = bank_config, detection, topology
         self._slos, self._forecast = slos, forecast
+        self.recorder = SeriesRecorder(record_points)  # recent points, to replay a model change on
         self._install(self._fresh())
 
     def _fresh(self) -> dict[str, Any]:
@@ -243,6 +246,7 @@ class Pipeline:
         for idx in rounds(ids):
             i, x, ts = ids[idx], batch.values[idx], batch.ts[idx]
             scores, directions = self.bank.update(i, ts, x)
+            self.recorder.record(i, ts, x)
             activity = self.episodes.update(i, ts, x, scores, directions, keys, services, self.policy,
                                             self.bank.baseline(i))  # fmt: skip
             self._opened(activity)
@@ -270,10 +274,28 @@ class Pipeline:
             self.on_incident(inc)
 
     # --- models/ ------------------------------------------------------------------------------
-    def save_models(self, models_dir: str | Path, bank_name: str = "metrics") -> ModelInfo:
-        """Write the detector bank as the next version under ``models_dir/bank_name``."""
+    def save_models(self, models_dir: str | Path, bank_name: str = "metrics", change: dict[str, Any] | None = None) -> ModelInfo:
+        """Write the detector bank as the next version under ``models_dir/bank_name``.
+
+        ``change`` (what an expert changed and its before/after figures) goes into the metadata.
+        """
         window = (self.stats.first_ts, self.validator.watermark) if self.stats.first_ts else None
-        return save_bank(models_dir, bank_name, self.bank, self.series.keys, window)
+        return save_bank(models_dir, bank_name, self.bank, self.series.keys, window, {"change": change} if change else None)
+
+    def revert_models(self, models_dir: str | Path, version: int, who: str, bank_name: str = "metrics") -> ModelInfo:
+        """Put the learned state of every series a saved version knows back into the live bank.
+
+        Series born after that version keep what they learned since. The result is saved as a new
+        version, so the history only grows and a revert can itself be reverted.
+        """
+        old, keys, _ = load_bank(models_dir, bank_name, version)
+        ours = [self.series.index.get(k) for k in keys]
+        rows = np.array([i for i, j in enumerate(ours) if j is not None], dtype=np.int64)
+        into = np.array([j for j in ours if j is not None], dtype=np.int64)
+        for name, arr in old.state().items():
+            self.bank.arrays[name][into] = arr[rows]
+        return self.save_models(models_dir, bank_name, {"kind": "revert", "to_version": version, "who": who,
+                                                        "series": len(into)})  # fmt: skip
 
     def save_versions(self, models_dir: str | Path) -> list[ModelInfo]:
         """A new version of every model under ``models_dir``: the detector bank and the forecast fits."""

@@ -27,6 +27,7 @@ from aiops.correlate.changes import ChangeIndex
 from aiops.correlate.contract import AnomalyRef, ChangeRef, ForecastRef, Incident, RootCause
 from aiops.detect.episodes import Activity, Anomaly
 from aiops.forecast.engine import Prediction
+from aiops.learn.weights import reorder
 from aiops.rca.graph import DependencyGraph
 from aiops.rca.rank import RankConfig, as_root_causes, rank
 
@@ -78,6 +79,7 @@ class IncidentManager:
         self.open: dict[str, _Open] = {}
         self._series_incident: dict[str, str] = {}
         self._forecast_incident: dict[str, str] = {}  # forecast series -> incident holding its forecast
+        self.evidence_weights: dict[str, float] = {}  # learned from confirmed root causes (aiops.learn.weights)
 
     def on_activity(self, activity: Activity, keys: list[str], may_open: bool = True) -> list[Incident]:
         """Fold one round of detector output in; return incidents that opened or changed.
@@ -225,7 +227,8 @@ class IncidentManager:
 
     def _render(self, inc: _Open, status: str, now: int) -> Incident:
         anomalies = sorted(inc.anomalies.values(), key=lambda a: (a.first_seen, a.series))
-        candidates = rank(inc.evidence(), self.graph, self.changes, self.monitored, self.rank_config)
+        candidates = reorder(rank(inc.evidence(), self.graph, self.changes, self.monitored, self.rank_config),
+                             self.evidence_weights)  # fmt: skip
         services = sorted(inc.services)
         first = min(a.first_seen for a in inc.evidence())
         changes = [

@@ -61,6 +61,13 @@ MIGRATIONS = [
         state BLOB NOT NULL
     );
     """,
+    """
+    CREATE TABLE incident_anomalies (
+        anomaly_id TEXT NOT NULL,
+        incident_id TEXT NOT NULL,
+        PRIMARY KEY (anomaly_id, incident_id)
+    );
+    """,
 ]
 
 
@@ -167,6 +174,8 @@ class Store:
                     "INSERT OR IGNORE INTO incident_versions VALUES (?, ?, ?, ?)",
                     (inc.id, inc.updated_at_unix_nano, inc.status, record),
                 )
+                db.executemany("INSERT OR IGNORE INTO incident_anomalies VALUES (?, ?)",
+                               [(f"{a.series}@{a.first_seen_unix_nano}", inc.id) for a in inc.anomalies])  # fmt: skip
             if checkpoint is not None:
                 name, blob, offsets = checkpoint
                 db.execute(
@@ -188,6 +197,12 @@ class Store:
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         rows = self.query("SELECT record FROM incidents WHERE id = ?", (incident_id,))
         return json.loads(rows[0][0]) if rows else None
+
+    def incident_of(self, anomaly_id: str) -> str | None:
+        """The (first) incident an anomaly ``series@first_seen`` belongs to."""
+        rows = self.query("SELECT incident_id FROM incident_anomalies WHERE anomaly_id = ? ORDER BY incident_id LIMIT 1",
+                          (anomaly_id,))  # fmt: skip
+        return rows[0][0] if rows else None
 
     def incident_versions(self) -> list[dict[str, Any]]:
         rows = self.query("SELECT record FROM incident_versions ORDER BY updated_at, id")

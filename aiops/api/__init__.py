@@ -1,0 +1,1 @@
+"""The REST API (FastAPI): incidents, anomalies, feedback, approvals, Slack actions, metrics, health."""

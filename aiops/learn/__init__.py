@@ -1,0 +1,1 @@
+"""Learning from experts: retuning series, reweighing evidence, versioned models, incident memory."""
