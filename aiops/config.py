@@ -18,6 +18,7 @@ from aiops.errors import ConfigError
 from aiops.forecast.engine import ForecastConfig
 from aiops.forecast.slo import SloPolicy
 from aiops.ingest.records import Signal, WireFormat
+from aiops.learn.config import LearnConfig
 from aiops.notify.config import NotifyConfig
 
 Role = Literal["viewer", "expert", "approver"]
@@ -52,6 +53,8 @@ class Settings(BaseSettings):
     slack_users: dict[str, Role] = Field(default_factory=dict)  # Slack user id -> role, for buttons in Slack
     api_tokens: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)  # token -> "role" or "role:name"
     api_host: str = "127.0.0.1"
+    api_read_role: Role | None = None  # None: reads are open (DESIGN.md); else reads need this role
+    learn: LearnConfig = Field(default_factory=LearnConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     detection: DetectionPolicy = Field(default_factory=DetectionPolicy)  # per-series rules (YAML)
@@ -93,10 +96,16 @@ class Settings(BaseSettings):
     def topic_format(self, topic: str) -> WireFormat:
         return self.kafka_topic_formats.get(topic, self.kafka_format)
 
+    def notify_config(self) -> NotifyConfig:
+        """``notify`` with ``slack_webhook_url`` (the DESIGN.md name) as its webhook when it sets none."""
+        if self.notify.webhook_url or not self.slack_webhook_url:
+            return self.notify
+        return self.notify.model_copy(update={"webhook_url": self.slack_webhook_url})
+
     def pipeline_options(self) -> dict[str, Any]:
         """The :class:`~aiops.pipeline.Pipeline` keyword arguments this configuration sets."""
         return {"detection": self.detection, "topology": self.topology_file, "slos": self.slos,
-                "forecast": self.forecast}  # fmt: skip
+                "forecast": self.forecast, "record_points": self.learn.record_points}  # fmt: skip
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:

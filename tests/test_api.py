@@ -15,7 +15,8 @@ from aiops.api.app import ApiContext, create_app
 from aiops.api.auth import TokenTable
 from aiops.detect.models import versions
 from aiops.ingest.deadletter import MemoryDeadLetter
-from aiops.learn.learner import LearnConfig, Learner
+from aiops.learn.config import LearnConfig
+from aiops.learn.learner import Learner
 from aiops.pipeline import Pipeline
 from aiops.sim import default_scenario
 from aiops.sim.source import SimulatorSource

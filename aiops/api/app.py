@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from slack_sdk.signature import SignatureVerifier
 
@@ -79,6 +79,20 @@ class Learner(Protocol):
     def revert(self, name: str, version: int, who: str) -> dict[str, Any]: ...
 
 
+class ErrorOut(BaseModel):
+    error: str = Field(description="what went wrong, for the person who made the request")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text}
+    for code, text in [(401, "no or invalid bearer token; Slack: bad or stale signature"),
+                       (403, "the caller's role may not do this"), (404, "no such thing"),
+                       (409, "not in a state that allows it (already decided, expired, running)"),
+                       (422, "invalid request: a field out of bounds or malformed"),
+                       (503, "the part of the engine this needs is not running")]
+}  # fmt: skip
+
+
 @dataclass
 class ApiContext:
     store: Store
@@ -99,7 +113,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
-    app = FastAPI(title="aiops", version=__version__, description="Incidents, feedback and approvals of the aiops engine.")
+    app = FastAPI(title="aiops", version=__version__, description="Incidents, feedback and approvals of the aiops engine.",
+                  responses=ERRORS)  # fmt: skip
     metrics = ApiMetrics(ctx.snapshot)
     app.state.ctx, app.state.metrics = ctx, metrics
 
@@ -165,9 +180,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return JSONResponse({"status": "ok" if ok else "degraded", "version": __version__, "checks": checks},
                             status_code=200 if ok else 503)  # fmt: skip
 
-    @app.get("/metrics")
-    def prometheus() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prometheus() -> PlainTextResponse:
+        """The engine's own figures in Prometheus' text exposition format."""
+        return PlainTextResponse(metrics.render())
 
     @app.get("/incidents", dependencies=[Read])
     def incidents(status: Literal["open", "resolved"] | None = None,

@@ -24,11 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from aiops.detect.models import load_bank, save_json_model, versions
 from aiops.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from aiops.learn import memory, weights
+from aiops.learn.config import LearnConfig
 from aiops.learn.evaluate import figures, replay_alerts
 from aiops.pipeline import Pipeline
 from aiops.store.sqlite import Store
@@ -63,15 +62,6 @@ MIGRATIONS = [
     );
     """,
 ]
-
-
-class LearnConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    min_feedback: float = Field(default=0.25, gt=0, le=1, description="below this share of the configured "
-                                "sensitivity a retune needs an approver's sign-off")  # fmt: skip
-    record_points: int = Field(default=180, ge=0, description="recent points kept per series for replays (0: off)")
-    match_s: float = Field(default=300.0, gt=0, description="an alert this close to a label counts as it")
 
 
 class Learner:
