@@ -91,6 +91,7 @@ def _env(bootstrap: str, prefix: str, data_dir: Path, **extra: str) -> dict[str,
         "AIOPS_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "AIOPS_CHECKPOINT_INTERVAL_S": "0.5",
         "AIOPS_DATA_DIR": str(data_dir),
+        "AIOPS_PORT": "0",  # the API binds a free port (written to DATA_DIR/api.port)
         **extra,
     })  # fmt: skip
     return env
@@ -314,7 +315,7 @@ def test_simulator_produces_to_kafka_and_the_service_consumes_it(kafka_broker, u
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")}
     env |= {"AIOPS_KAFKA_BOOTSTRAP": kafka_broker.bootstrap, "AIOPS_KAFKA_GROUP": f"{unique_topic_prefix}-g",
             "AIOPS_KAFKA_FORMAT": "otlp_json", "AIOPS_CHECKPOINT_INTERVAL_S": "0.5",
-            "AIOPS_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+            "AIOPS_DATA_DIR": str(tmp_path / "data"), "AIOPS_PORT": "0"}  # fmt: skip
     log = tmp_path / "run.log"
     proc = _start(env, log)
     try:

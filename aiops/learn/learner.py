@@ -110,10 +110,10 @@ class Learner:
         series, _, at = target_id.rpartition("@")
         if not series or not at.isdigit():
             raise InvalidRequest(f"anomaly id {target_id!r} is not 'series@first_seen_unix_nano'")
-        rows = self.store.query("SELECT id FROM anomalies WHERE id = ?", (target_id,))
-        if not rows:
+        incident_id = self.store.incident_of(target_id)  # written with the incident, before the anomaly row
+        if incident_id is None and not self.store.query("SELECT id FROM anomalies WHERE id = ?", (target_id,)):
             raise NotFound(f"no anomaly {target_id}")
-        return self.store.incident_of(target_id), series, int(at)
+        return incident_id, series, int(at)
 
     # --- detector retune -----------------------------------------------------------------------
     def _retune(self, who: str, series: str) -> dict[str, Any]:
