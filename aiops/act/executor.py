@@ -267,17 +267,19 @@ class Executor:
         for a in blocked:
             self.store.audit(SYSTEM, "refuse", a.id, False, reason=a.blocked)
             self._changed(a)
+        if claimed is not None:
+            self._changed(claimed)
         return claimed
 
     def _over_limit(self, db: Any, a: Action, now: float) -> str:
         since = now - HOUR_S
-        total = ledger.started_since(db, since, exclude=a.id)
-        if total >= self.config.max_actions_per_hour:
-            return f"blast radius: {total} actions started in the last hour (max_actions_per_hour)"
         on_service = ledger.started_since(db, since, a.service, exclude=a.id)
         if on_service >= self.config.max_actions_per_service_per_hour:
             return (f"blast radius: {on_service} actions on {a.service} in the last hour "
                     "(max_actions_per_service_per_hour)")  # fmt: skip
+        total = ledger.started_since(db, since, exclude=a.id)
+        if total >= self.config.max_actions_per_hour:
+            return f"blast radius: {total} actions started in the last hour (max_actions_per_hour)"
         return ""
 
     def _claim_revert(self) -> Action | None:
@@ -292,8 +294,11 @@ class Executor:
                 if a.revert is None:
                     a.status = "reverting"
                     if ledger.save(db, a, "succeeded", lease_until=now + LEASE_S):
-                        return a
-        return None
+                        break
+            else:
+                return None
+        self._changed(a)
+        return a
 
     def _execute(self, a: Action) -> None:
         """Run the claimed action's command (or its revert) and record the outcome."""
