@@ -672,8 +672,8 @@ if "get" in sys.argv:
          [["--namespace", "default", "scale", "deployment/cart", "--replicas=7"],
           ["--namespace", "default", "rollout", "status", "deployment/cart", "--timeout=90s"]]),
         ("rollback", {"version": "1.2.0", "namespace": "shop"},
-         [["--namespace", "shop", "get", "deployment/cart", "--output=jsonpath={.spec.template.spec.containers[0].name}"
-           " {.spec.template.spec.containers[0].image}"],
+         [["--namespace", "shop", "get", "deployment/cart", ("--output=jsonpath={.spec.template.spec.containers[0].name}"
+                                                            " {.spec.template.spec.containers[0].image}")],
           ["--namespace", "shop", "set", "image", "deployment/cart", "cart=registry.local:5000/shop/cart:1.2.0"],
           ["--namespace", "shop", "rollout", "status", "deployment/cart", "--timeout=90s"]]),
         ("traffic-shift", {"weight": 10}, None),

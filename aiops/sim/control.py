@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from aiops.sim.simulator import Simulator
 
@@ -40,7 +40,7 @@ class ControlServer:
         self.httpd.server_close()
         self.thread.join()
 
-    def __enter__(self) -> ControlServer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -56,13 +56,13 @@ def _handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
     }  # fmt: skip
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        def do_GET(self) -> None:
             if self.path == "/state":
                 self._reply(200, sim.control_state())
             else:
                 self._reply(404, {"error": f"no route GET {self.path}"})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             route = routes.get(self.path)
             if route is None:
                 self._reply(404, {"error": f"no route POST {self.path}; one of {sorted(routes)}"})
@@ -87,7 +87,7 @@ def _handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # requests are audited by the executor; no stderr noise in the demo
 
     return Handler

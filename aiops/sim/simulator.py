@@ -150,7 +150,7 @@ class Simulator:
             raise ValueError("replicas must be >= 1")
         with self._lock:
             self._monitored(service)
-            self._replicas[service] = int(replicas)
+            self._replicas[service] = replicas
             self._controls.capacity[service] = replicas / DEFAULT_REPLICAS
             self._controls.restarted_at[service] = self._k * self.step_seconds
             return {"service": service, "replicas": replicas, "restarted": True}
