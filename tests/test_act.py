@@ -18,6 +18,7 @@ from aiops.act.executor import LEASE_S, Executor
 from aiops.act.model import Action
 from aiops.act.params import render, validate
 from aiops.act.playbooks import Playbook, load_playbooks
+from aiops.act.verify import incident_resolved
 from aiops.correlate.changes import ChangeIndex
 from aiops.correlate.contract import AnomalyRef, ChangeRef, Incident, RootCause
 from aiops.errors import ConfigError, Conflict, Forbidden, InvalidRequest, NotFound
@@ -526,6 +527,20 @@ def test_verification_passes(tmp_path: Path, stores) -> None:
     done = ex.action(a.id)
     assert (done.status, done.verification, done.verified_at, done.reverted) == ("succeeded", "passed", clock.t, False)
     assert audit(store, a.id)[-1] == ("executor", "verify", True)
+
+
+def test_verification_by_the_incident_resolving(tmp_path: Path, stores) -> None:
+    store = stores()
+    ex = executor(store, [recording_book(tmp_path, tmp_path / "r.log")], verify=incident_resolved(store))
+    inc = incident()
+    store.commit([inc], [])
+    a = ex.propose(inc)
+    ex.decide(a.id, "alice", "approver", True)
+    ex.run_due()
+    assert ex.action(a.id).verification == "pending"
+    store.commit([inc.model_copy(update={"status": "resolved", "updated_at_unix_nano": 3})], [])
+    ex.run_due()
+    assert ex.action(a.id).verification == "passed"
 
 
 def test_failed_verification_reverts(tmp_path: Path, stores) -> None:
