@@ -106,6 +106,15 @@ def runs(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
+def approve_and_run(ex: Executor) -> Action:
+    """Propose for the default incident, approve as alice, run one pass: the action afterwards."""
+    a = ex.propose(incident())
+    assert a is not None
+    ex.decide(a.id, "alice", "approver", True)
+    ex.run_due()
+    return ex.action(a.id)
+
+
 # -- playbook files ---------------------------------------------------------------------------------
 
 
@@ -439,25 +448,18 @@ def test_recover_after_a_crash_mid_run(tmp_path: Path, stores, idempotent: bool)
 
 
 def test_timeout_kills_the_process_group(tmp_path: Path, stores) -> None:
-    pid_file = tmp_path / "child.pid"
-    spawn = ("import subprocess, sys, time; c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
-             f" open({str(pid_file)!r}, 'w').write(str(c.pid)); print('started', flush=True); time.sleep(60)")  # fmt: skip
+    survived = tmp_path / "survived"
+    grandchild = f"import time; time.sleep(2.5); open({str(survived)!r}, 'w')"
+    spawn = (f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {grandchild!r}]);"
+             " print('started', flush=True); time.sleep(60)")  # fmt: skip
     book = recording_book(tmp_path, tmp_path / "r.log", command=["{python}", "-c", spawn], timeout_s=1.5)
     store = stores()
-    ex = executor(store, [book])
-    a = ex.propose(incident())
-    ex.decide(a.id, "alice", "approver", True)
-    ex.run_due()
-    done = ex.action(a.id)
+    done = approve_and_run(executor(store, [book]))
     assert (done.status, done.timed_out, done.exit_code) == ("failed", True, None)
     assert done.stdout == "started\n" and "timeout" in done.stderr
-    child = int(pid_file.read_text())
-    try:
-        state = Path(f"/proc/{child}/status").read_text()
-        assert "State:\tZ" in state  # killed, waiting for init to reap it
-    except FileNotFoundError:
-        pass  # killed and reaped
-    assert store.audit_log(a.id)[0]["detail"]["timed_out"] is True
+    assert store.audit_log(done.id)[0]["detail"]["timed_out"] is True
+    time.sleep(3.0)  # the grandchild, had it survived, would have written its file by now
+    assert not survived.exists()
 
 
 def test_output_is_captured_and_bounded(tmp_path: Path, stores) -> None:
@@ -465,26 +467,20 @@ def test_output_is_captured_and_bounded(tmp_path: Path, stores) -> None:
     book = recording_book(tmp_path, tmp_path / "r.log", command=["{python}", "-c", chatty])
     store = stores()
     ex = executor(store, [book])
-    a = ex.propose(incident())
-    ex.decide(a.id, "alice", "approver", True)
-    ex.run_due()
-    done = ex.action(a.id)
+    done = approve_and_run(ex)
     assert (done.status, done.exit_code, done.stderr) == ("failed", 3, "oops")
     assert done.stdout.startswith("[... ") and done.stdout.endswith("the end\n") and len(done.stdout) < 20_000
-    assert store.audit_log(a.id)[0]["detail"]["stderr"] == "oops"
+    assert store.audit_log(done.id)[0]["detail"]["stderr"] == "oops"
 
 
 def test_dry_run_records_the_command_without_running_it(tmp_path: Path, stores) -> None:
     log = tmp_path / "r.log"
     store = stores()
     ex = executor(store, [recording_book(tmp_path, log)], dry_run=True, verify=lambda a: True)
-    a = ex.propose(incident())
-    ex.decide(a.id, "alice", "approver", True)
-    ex.run_due()
-    done = ex.action(a.id)
+    done = approve_and_run(ex)
     assert (done.status, done.dry_run, done.exit_code, done.verification) == ("succeeded", True, None, "skipped")
     assert done.command[-4:] == ["run", "cart", "3", "low"] and runs(log) == []
-    row = store.audit_log(a.id)[0]
+    row = store.audit_log(done.id)[0]
     assert row["action"] == "dry-run" and row["detail"]["command"] == done.command
 
 
