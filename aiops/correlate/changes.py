@@ -23,6 +23,19 @@ class ChangeIndex:
     def between(self, service: str, start: int, end: int) -> list[ChangeEvent]:
         return [c for c in self._by_service.get(service, ()) if start <= c.ts <= end]
 
+    def previous_version(self, service: str, version: str) -> str | None:
+        """The version ``service`` ran before it was deployed at ``version`` (its latest such deploy).
+
+        The deploy event's own ``deployment.previous_version`` attribute when it has one (CI/CD hooks
+        and the simulator send it), else the version of the change before it.
+        """
+        events = self._by_service.get(service, [])
+        for i in range(len(events) - 1, -1, -1):
+            if events[i].version == version:
+                before = events[i].attributes.get("deployment.previous_version")
+                return str(before) if before else (events[i - 1].version if i else None)
+        return None
+
     def prune(self, watermark: int) -> None:
         horizon = watermark - self.retention
         for service, events in list(self._by_service.items()):

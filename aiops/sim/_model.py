@@ -97,11 +97,11 @@ class Model:
                 sw.memory = int(min(mem, s.memory_limit_bytes * 0.995))
                 gc = max(0.0, sw.memory / s.memory_limit_bytes - 0.85) * 2.0
                 u0 = s.cpu_base
-                util = s.cpu_base * (0.5 + 0.5 * ratio) + eff.cpu_add + gc
+                util = (s.cpu_base * (0.5 + 0.5 * ratio) + eff.cpu_add) / eff.capacity + gc
                 sw.cpu = min(0.995, max(0.005, util + (0.012 * z[i] if noise else 0.0)))
             else:
                 u0 = BACKEND_UTIL
-                util = BACKEND_UTIL + eff.cpu_add
+                util = (BACKEND_UTIL + eff.cpu_add) / eff.capacity
             queue = min(25.0, (1.0 - u0) / (1.0 - min(util, 0.97)))
             sw.added_s = eff.latency_add_s
             sw.own_med = s.base_latency_s * max(1.0, queue) * eff.latency_mult + sw.added_s

@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_MAGNITUDE",
     "FAULT_KINDS",
     "RELEASE_DELAY_S",
+    "Controls",
     "Effect",
     "FaultKind",
     "FaultSpec",
@@ -103,6 +104,7 @@ class Effect:
     error_add: float = 0.0
     leak_frac: float = 0.0
     crashed: bool = False
+    capacity: float = 1.0  # replicas relative to the default: load per replica divides by it
     kinds: list[str] = field(default_factory=list)
 
     def add_error(self, ratio: float) -> None:
@@ -110,9 +112,27 @@ class Effect:
         self.error_add = 1.0 - (1.0 - self.error_add) * (1.0 - ratio)
 
 
-def effects_for_window(faults: list[FaultSpec], a: float, b: float) -> dict[str, Effect]:
+@dataclass
+class Controls:
+    """What operators changed (the control API, :mod:`aiops.sim.control`), by service.
+
+    ``capacity``: replicas relative to the default; ``canary_weight``: the share (0..1) of traffic
+    the newest release gets, so a bad release hurts in proportion; ``restarted_at``: seconds from
+    sim start of the last restart, where a memory leak starts growing again from nothing.
+    """
+
+    capacity: dict[str, float] = field(default_factory=dict)
+    canary_weight: dict[str, float] = field(default_factory=dict)
+    restarted_at: dict[str, float] = field(default_factory=dict)
+
+
+def effects_for_window(faults: list[FaultSpec], a: float, b: float,
+                       controls: Controls | None = None) -> dict[str, Effect]:
     """Effects of the faults active in window ``[a, b)`` (seconds from start), by service."""
     out: dict[str, Effect] = {}
+    ctl = controls or Controls()
+    for service, capacity in ctl.capacity.items():
+        out.setdefault(service, Effect()).capacity = capacity
     for f in faults:
         begin = f.start + (RELEASE_DELAY_S if f.kind == "bad_release" else 0.0)
         if not (begin <= a < f.end):
@@ -120,6 +140,8 @@ def effects_for_window(faults: list[FaultSpec], a: float, b: float) -> dict[str,
         eff = out.setdefault(f.service, Effect())
         eff.kinds.append(f.kind)
         m = f.mag * (min(1.0, (b - f.start) / f.ramp_s) if f.ramp_s > 0 else 1.0)
+        if f.kind == "bad_release":
+            m *= ctl.canary_weight.get(f.service, 1.0)
         if f.kind == "cpu":
             eff.cpu_add += m
         elif f.kind == "latency":
@@ -127,7 +149,8 @@ def effects_for_window(faults: list[FaultSpec], a: float, b: float) -> dict[str,
         elif f.kind == "errors":
             eff.add_error(m)
         elif f.kind == "memory_leak":
-            progress = min(1.0, max(0.0, (b - f.start) / f.duration))
+            grown_from = max(f.start, ctl.restarted_at.get(f.service, f.start))
+            progress = min(1.0, max(0.0, (b - grown_from) / f.duration))
             eff.leak_frac = max(eff.leak_frac, m * progress)
         elif f.kind == "crash":
             eff.crashed = True

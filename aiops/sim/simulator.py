@@ -12,8 +12,9 @@ differently), and turning one feature on does not reshuffle the others.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -23,14 +24,15 @@ from ._metrics import MetricState
 from ._model import Model
 from ._rng import Draws
 from ._traces import TraceBuilder
-from .faults import BACKEND_KINDS, FaultSpec, effects_for_window
+from .faults import BACKEND_KINDS, Controls, FaultSpec, effects_for_window
 from .topology import Topology, build_topology
 
-__all__ = ["DEFAULT_START_UNIX_NANO", "SimMessage", "Simulator", "default_scenario"]
+__all__ = ["DEFAULT_REPLICAS", "DEFAULT_START_UNIX_NANO", "SimMessage", "Simulator", "default_scenario"]
 
 # 2023-11-14T22:13:20Z: a fixed default keeps runs reproducible; live demos pass time.time_ns().
 DEFAULT_START_UNIX_NANO = 1_700_000_000_000_000_000
 SignalKind = Literal["metrics", "logs", "spans"]
+DEFAULT_REPLICAS = 2  # every service's replica count until the control API scales it
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,10 @@ class Simulator:
         self._down: set[str] = set()
         self._deployments: list[dict[str, Any]] = []
         self._k = 0
+        self._controls = Controls()
+        self._replicas = dict.fromkeys(self.topology.monitored, DEFAULT_REPLICAS)
+        self._pending_deploys: list[tuple[str, str]] = []  # rollbacks asked for outside a bad release
+        self._lock = threading.Lock()  # control calls arrive from another thread than step()
 
     # -- public state --------------------------------------------------------------------------
 
@@ -133,11 +139,74 @@ class Simulator:
 
     def step(self) -> list[SimMessage]:
         """Advance one window and return its messages: metrics per service, logs, spans."""
+        with self._lock:
+            return self._step()
+
+    # -- operator controls (aiops.sim.control serves them over HTTP) ---------------------------
+
+    def scale(self, service: str, replicas: int) -> dict[str, Any]:
+        """Run ``replicas`` replicas of ``service``: load per replica follows; the rollout restarts it."""
+        if replicas < 1:
+            raise ValueError("replicas must be >= 1")
+        with self._lock:
+            self._monitored(service)
+            self._replicas[service] = replicas
+            self._controls.capacity[service] = replicas / DEFAULT_REPLICAS
+            self._controls.restarted_at[service] = self._k * self.step_seconds
+            return {"service": service, "replicas": replicas, "restarted": True}
+
+    def shift_traffic(self, service: str, canary_weight: float) -> dict[str, Any]:
+        """Send ``canary_weight`` % of ``service``'s traffic to its newest release, the rest to stable."""
+        if not 0 <= canary_weight <= 100:
+            raise ValueError("canary_weight must be within 0..100")
+        with self._lock:
+            self._monitored(service)
+            self._controls.canary_weight[service] = canary_weight / 100.0
+            return {"service": service, "canary_weight": canary_weight, "stable_weight": 100 - canary_weight}
+
+    def rollback(self, service: str, version: str | None = None) -> dict[str, Any]:
+        """Roll ``service`` back (to ``version``, else to what ran before): ends an active bad release.
+
+        The rollback's deployment event is emitted with the next step, stamped at its start.
+        """
+        with self._lock:
+            self._monitored(service)
+            now = self._k * self.step_seconds
+            for i, f in enumerate(self.faults):
+                if f.kind == "bad_release" and f.service == service and f.start < now < f.end and i in self._rollback_to:
+                    duration = now - f.start
+                    if f.start + duration < now:  # float rounding must not end it before this window
+                        duration = math.nextafter(duration, math.inf)
+                    self.faults[i] = replace(f, duration=duration)
+                    self._rollback_to[i] = version or self._rollback_to[i]
+                    return {"service": service, "version": self._rollback_to[i], "ended_bad_release": True}
+            target = version or next((d["previous"] for d in reversed(self._deployments) if d["service"] == service),
+                                     None)  # fmt: skip
+            if target is None or target == self._versions[service]:
+                return {"service": service, "version": self._versions[service], "ended_bad_release": False,
+                        "note": "nothing to roll back"}  # fmt: skip
+            self._pending_deploys.append((service, target))
+            return {"service": service, "version": target, "ended_bad_release": False}
+
+    def control_state(self) -> dict[str, Any]:
+        """Replicas, traffic weights and versions per monitored service."""
+        with self._lock:
+            return {n: {"replicas": self._replicas[n], "version": self._versions[n],
+                        "canary_weight": 100 * self._controls.canary_weight.get(n, 1.0)}
+                    for n in self.topology.monitored}  # fmt: skip
+
+    def _monitored(self, service: str) -> None:
+        if service not in self._versions:
+            raise KeyError(f"no monitored service {service!r}; known: {', '.join(sorted(self._versions))}")
+
+    # -- stepping (continued) --------------------------------------------------------------------
+
+    def _step(self) -> list[SimMessage]:
         topo, step = self.topology, self.step_seconds
         a_rel, b_rel = self._k * step, (self._k + 1) * step
         a_ns, b_ns = self._at(a_rel), self._at(b_rel)
         step_ns = b_ns - a_ns
-        w = self._model.window(effects_for_window(self.faults, a_rel, b_rel), b_ns)
+        w = self._model.window(effects_for_window(self.faults, a_rel, b_rel, self._controls), b_ns)
         extra: dict[str, list[dict[str, Any]]] = {}
         running = [n for n in topo.monitored if not w[n].crashed]
 
@@ -191,6 +260,9 @@ class Simulator:
             if a_rel <= f.end < b_rel and i in self._rollback_to:
                 self._deploy_event(f.service, self._rollback_to.pop(i), self._at(f.end), extra,
                                    fault=True, rollback=True)
+        for service, version in self._pending_deploys:
+            self._deploy_event(service, version, self._at(a_rel), extra, fault=False, rollback=True)
+        self._pending_deploys.clear()
         if self.benign_deploys_per_hour > 0:
             p = self.benign_deploys_per_hour * self.step_seconds / 3600.0
             for n in running:
