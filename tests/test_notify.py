@@ -7,6 +7,8 @@ slack_sdk clients; time is an injected clock, so backoff is checked without slee
 from __future__ import annotations
 
 import itertools
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -371,3 +373,30 @@ def test_storm_of_100_incidents_is_capped_and_summarised(store: Store, slack: Sl
 def test_needs_a_destination(store: Store) -> None:
     with pytest.raises(ConfigError):
         Notifier(store, NotifyConfig())
+
+
+def test_run_delivers_from_a_background_thread(store: Store, slack: SlackServer) -> None:
+    n = Notifier(store, NotifyConfig(webhook_url=f"{slack.url}/hook", timeout_s=2))  # real clock
+    stop = threading.Event()
+    worker = threading.Thread(target=n.run, args=(stop, 0.02))
+    worker.start()
+    try:
+        for i in range(5):
+            n.incident(incident(f"inc-{i}"))
+        deadline = time.monotonic() + 10
+        while n.depth() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        worker.join(5)
+    assert not worker.is_alive() and n.depth() == 0 and len(slack.to("/hook")) == 5
+
+
+def test_queueing_never_raises_into_the_pipeline(tmp_path: Path, slack: SlackServer) -> None:
+    broken = Store(tmp_path / "aiops.db")
+    n = webhook_notifier(broken, slack, Clock())
+    broken.close()  # the database is gone: log, count, carry on
+    n.incident(incident())
+    n.action_changed(action())
+    n.remember_response_url("inc-1", f"{slack.url}/respond/x")
+    assert n.stats["errors"] == 3

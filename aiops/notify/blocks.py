@@ -77,7 +77,11 @@ def digest_message(entries: list[dict[str, Any]], public_url: str) -> Message:
 
 
 def sparkline(values: list[float]) -> str:
-    """Unicode bars scaled from 0 to the maximum (counts: an empty bucket is the lowest bar)."""
+    """Unicode bars scaled from 0 to the maximum (counts: an empty bucket is the lowest bar).
+
+    >>> sparkline([0, 1, 2, 4])
+    '▁▃▅█'
+    """
     top = max(values, default=0) or 1
     return "".join(_BARS[min(len(_BARS) - 1, int(v / top * (len(_BARS) - 1) + 0.5))] for v in values)
 

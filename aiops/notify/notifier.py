@@ -73,6 +73,7 @@ STORM_WINDOW_S = 60.0
 RESPONSE_URL_TTL_S = 1800.0  # Slack: a response_url works for 30 minutes ...
 RESPONSE_URL_USES = 5  # ... and 5 times
 PRUNE_EVERY_S = 3600.0
+STATS = ("sent", "retried", "failed", "suppressed", "coalesced", "skipped", "errors")
 _THREAD_COLS = ("id", "suppressed", "incident", "action", "state", "body_hash", "ts", "posted", "last_sent_at",
                 "response_url", "response_url_at", "response_url_uses")  # fmt: skip
 
@@ -91,7 +92,9 @@ class Notifier:
         self.transport: Transport = transport or SlackTransport(config)
         self.outbox = Outbox(store, config)
         store.migrate("notify", MIGRATIONS)
-        self.stats: dict[str, int] = Counter()  # sent, retried, failed, suppressed, coalesced, skipped, errors
+        # sent; retried (attempts that failed and were rescheduled); failed (dead: refused, or gave up);
+        # suppressed (into a digest); coalesced (replaced an unsent version); skipped; errors (ours)
+        self.stats: dict[str, int] = Counter(dict.fromkeys(STATS, 0))
         self._paused_until = 0.0
         self._streak = 0  # retryable failures in a row, any message: Slack's health as seen from here
         self._pruned_at = 0.0
