@@ -263,7 +263,7 @@ class KafkaBroker:
         """Format once: the controller endpoint and cluster id are baked into ``log.dirs``."""
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = [*self._java_cmd(java), "kafka.tools.StorageTool", "format", "--standalone",
-               "-t", cluster_id, "-c", str(self.config_path)]
+               f"--cluster-id={cluster_id}", "-c", str(self.config_path)]  # "=": an id may start with "-"
         with self.log_path.open("ab") as log:
             try:
                 code = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,6 +21,7 @@ class Request:
     path: str
     body: dict[str, Any]
     headers: dict[str, str]
+    at: float = 0.0  # wall-clock arrival (time.time()), for latency measurements
 
 
 @dataclass
@@ -49,7 +51,7 @@ class SlackServer:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 body = json.loads(raw) if raw else {}
                 with outer._lock:
-                    outer.requests.append(Request(self.path, body, dict(self.headers.items())))
+                    outer.requests.append(Request(self.path, body, dict(self.headers.items()), time.time()))
                     reply = outer.replies.pop(0) if outer.replies else outer._default(self.path)
                 data = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
                 self.send_response(reply.status)
