@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import fake_kubectl
 import pytest
 import yaml
 
@@ -667,13 +668,6 @@ def test_control_api_refuses_bad_requests() -> None:
         assert post("/reboot", {})[0] == 404
 
 
-FAKE_KUBECTL = """#!{python}
-import json, os, sys
-with open(os.environ["FAKE_KUBECTL_LOG"], "a") as f:
-    f.write(json.dumps(sys.argv[1:]) + "\\n")
-if "get" in sys.argv:
-    print("cart registry.local:5000/shop/cart:1.3.0@sha256:0123abcd")
-"""
 
 
 @pytest.mark.parametrize(
@@ -693,9 +687,7 @@ if "get" in sys.argv:
 def test_scripts_build_kubectl_argument_lists(tmp_path: Path, stores, monkeypatch: pytest.MonkeyPatch,
                                               playbook: str, params: dict[str, Any], expected: Any) -> None:  # fmt: skip
     bin_dir, calls = tmp_path / "bin", tmp_path / "kubectl.log"
-    bin_dir.mkdir()
-    (bin_dir / "kubectl").write_text(FAKE_KUBECTL.replace("{python}", sys.executable))
-    (bin_dir / "kubectl").chmod(0o755)
+    fake_kubectl.install(bin_dir)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_KUBECTL_LOG", str(calls))
     monkeypatch.delenv("AIOPS_EXECUTOR__TARGET", raising=False)

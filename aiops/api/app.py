@@ -85,7 +85,7 @@ class ErrorOut(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": text}
-    for code, text in [(401, "no or invalid bearer token; Slack: bad or stale signature"),
+    for code, text in [(400, "the body cannot be parsed"), (401, "no or invalid bearer token; Slack: bad or stale signature"),
                        (403, "the caller's role may not do this"), (404, "no such thing"),
                        (409, "not in a state that allows it (already decided, expired, running)"),
                        (422, "invalid request: a field out of bounds or malformed"),
@@ -207,7 +207,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.get("/anomalies", dependencies=[Read])
     def anomalies(service: Annotated[str | None, Query(pattern=_NAME)] = None,
-                  since_unix_nano: Annotated[int, Query(ge=0)] = 0,
+                  since_unix_nano: Annotated[int, Query(ge=0, lt=2**63)] = 0,
                   limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> list[dict[str, Any]]:  # fmt: skip
         return ctx.store.anomalies(service, since_unix_nano, limit)
 
