@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from slack_sdk.signature import SignatureVerifier
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aiops import __version__
 from aiops.act.model import Action
@@ -137,6 +138,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
         ctx.store.audit("anonymous", "auth.refused", request.url.path, ok=False, reason=str(exc),
                         client=request.client.host if request.client else None)  # fmt: skip
         return _error(401, str(exc), {"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
