@@ -76,8 +76,8 @@ def chain() -> DependencyGraph:
     return g
 
 
-def anomaly(series, at, value=3.0, baseline=1.0, score=0.9, service=None):
-    return Anomaly(series, service or series.split("/")[0], at, score, 1, value, baseline)
+def anomaly(series, at, value=3.0, baseline=1.0, score=0.9, service=None, previous=float("nan")):
+    return Anomaly(series, service or series.split("/")[0], at, score, 1, value, baseline, previous)
 
 
 def test_the_deepest_service_that_went_first_is_the_root_cause():
@@ -208,3 +208,15 @@ def test_evidence_that_may_not_open_joins_a_related_incident_or_nothing():
     late = anomaly("payment/log.new_template{template=cd,text=y}", T + 10 * S, 1.0, 0.0)
     (joined,) = manager.on_activity(activity(late), [], may_open=False)
     assert joined.id == inc.id and "payment" in joined.services
+
+
+def test_a_callee_whose_level_was_already_there_before_its_onset_does_not_explain_a_fresh_step():
+    # frontend steps 1 -> 3 at T; its callee search reads +200 % against its long-term baseline
+    # too, but it was already at 2.9 the point before (a level from another period): its step at
+    # onset is 3 %, not comparable with the frontend's, so it explains nothing and the frontend,
+    # which stepped, ranks first
+    found = [anomaly("frontend/latency.avg", T, previous=1.0), anomaly("search/latency.avg", T, previous=2.9)]
+    ranked = rank(found, fanout(), ChangeIndex(), lambda _: True)
+    assert ranked[0].service == "frontend" and "explains" not in ranked[1].reason
+    fresh = [anomaly("frontend/latency.avg", T, previous=1.0), anomaly("search/latency.avg", T, previous=1.0)]
+    assert rank(fresh, fanout(), ChangeIndex(), lambda _: True)[0].service == "search"

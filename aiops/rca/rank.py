@@ -74,10 +74,19 @@ def describe(a: Anomaly, service: str) -> str:
     return f"{what} {'up' if a.direction > 0 else 'down'}"
 
 
+def _relative(value: float, ref: float) -> float:
+    return abs(value / ref - 1.0) if math.isfinite(ref) and abs(ref) > 1e-12 else math.inf
+
+
+def step(a: Anomaly) -> float:
+    """Relative change at onset (1.0 = +100 %): from the baseline, but never more than from the value
+    just before the episode, since a level the series already held then did not start at this onset."""
+    return min(_relative(a.value, a.baseline), _relative(a.value, a.previous))
+
+
 def _change(items: list[Anomaly]) -> float:
-    """The largest relative change among a service's anomalies (1.0 = +100 %), inf when unknown."""
-    changes = [abs(a.value / a.baseline - 1.0) for a in items if math.isfinite(a.baseline) and abs(a.baseline) > 1e-12]
-    return max(changes, default=math.inf)
+    """The largest known step at onset among a service's anomalies, inf when none is known."""
+    return max((x for x in map(step, items) if math.isfinite(x)), default=math.inf)
 
 
 def _benign(a: Anomaly) -> bool:
