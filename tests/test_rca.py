@@ -220,3 +220,18 @@ def test_a_callee_whose_level_was_already_there_before_its_onset_does_not_explai
     assert ranked[0].service == "frontend" and "explains" not in ranked[1].reason
     fresh = [anomaly("frontend/latency.avg", T, previous=1.0), anomaly("search/latency.avg", T, previous=1.0)]
     assert rank(fresh, fanout(), ChangeIndex(), lambda _: True)[0].service == "search"
+
+
+def test_a_service_whose_own_cpu_went_up_outranks_a_sibling_that_is_only_slower():
+    # search and cart both went bad with the frontend and both explain it; search's latency is the
+    # stronger signal, but cart's own CPU rose: a resource fault acts there, search only slowed down
+    found = [
+        anomaly("search/http.duration:p99", T, score=1.0), anomaly("cart/process.cpu.utilization", T, value=2.0),
+        anomaly("frontend/latency.avg", T),
+    ]  # fmt: skip
+    ranked = rank(found, fanout(), ChangeIndex(), lambda _: True)
+    assert [c.service for c in ranked[:2]] == ["cart", "search"]
+    # a callee's CPU seen by nobody else's series: a client-side view of it is not its own CPU
+    viewed = [anomaly("frontend/process.cpu.utilization{peer.service=cart}", T, value=2.0, service="cart"),
+              anomaly("search/http.duration:p99", T, score=1.0), anomaly("frontend/latency.avg", T)]  # fmt: skip
+    assert rank(viewed, fanout(), ChangeIndex(), lambda _: True)[0].service == "search"

@@ -37,6 +37,7 @@ class RankConfig:
     reach_power: float = 1.0  # score grows as (services the candidate explains, itself included) ** this
     entry_factor: float = 2.0  # the candidate explains an anomalous entry point (a service nobody calls)
     error_factor: float = 2.0  # the candidate fails requests (errors up, availability down): rarer than slowness
+    saturation_factor: float = 2.0  # the candidate's own CPU went up: a resource fault acts where it is
     template_only_factor: float = 0.5  # a candidate whose only evidence is a never-seen log template
     deploy_factor: float = 1.5
     config_change_factor: float = 1.2
@@ -103,6 +104,13 @@ def _failing(a: Anomaly) -> bool:
     return a.direction > 0 and ("error" in name or "status_code=5" in a.series)
 
 
+def _saturated(a: Anomaly) -> bool:
+    """The service's own CPU going up: where a resource fault (contention, a hog) acts, while its
+    callers only get slower."""
+    name = _metric(a.series).lower().split("{", 1)[0]
+    return a.direction > 0 and "cpu" in name and a.series.split("/", 1)[0] == a.service
+
+
 def _traffic(a: Anomaly) -> bool:
     """A request-rate series: load that callers send down, so it cannot explain a caller."""
     name = _metric(a.series).lower().split("{", 1)[0]
@@ -164,6 +172,11 @@ def rank(
             score *= c.error_factor
             if strongest not in failing:
                 reason += f", {describe(max(failing, key=lambda a: a.score), service)}"
+        saturated = [a for a in items if _saturated(a)]
+        if saturated:
+            score *= c.saturation_factor
+            if strongest not in saturated:
+                reason += f", {describe(max(saturated, key=lambda a: a.score), service)}"
         reason += ", first anomaly" if start == first else f", +{(start - first) / 1e9:.0f} s after the first"
         if not monitored(service):
             reason += ", no own metrics"
