@@ -16,7 +16,10 @@ Scoring (upstream ``rca_task.py`` protocol: top-k recall split by scenario and t
   labelled target time, preferring incidents that hold the target node (the protocol gives the
   method the target node); a case with none is a miss (counted as ``no_incident``);
 * top-k = the labelled root-cause node is among the first k of its ``root_causes``;
-* ``naive_*``: the same incident, services ranked by their largest anomaly score.
+* ``naive_*``: the same incident, services ranked by their largest anomaly score;
+* ``b_*`` (ranking given the window): every anomaly the run opened in the issue window (first row ..
+  last row + 5 min), ranked together by ``Pipeline.rank``, however the correlator grouped them:
+  the upstream method is handed that window's metrics too. Tells grouping losses from ranking ones.
 
 Per-case lines go to stderr; the figures are printed last and appended to history.jsonl.
 """
@@ -48,6 +51,7 @@ from _rca_eval import (
     pipeline_accepts_topology,
     rank_of,
     ranking,
+    ranking_given,
     replay,
     report_dead_letters,
     short,
@@ -86,6 +90,7 @@ def run_case(petshop_dir: str, case_id: str, bank: dict[str, Any] | None) -> dic
     holding = [i for i in incidents if target in i.services]
     chosen = nearest_incident(holding, onset, lo, hi) or nearest_incident(incidents, onset, lo, hi)
     ranked, naive = ranking(chosen), naive_ranking(chosen)
+    ranked_b = ranking_given(run, lo, hi)
     # An incident opened before the window that took in the issue's anomalies is not eligible;
     # count it, since it means the grouping (not the ranking) lost the case.
     carried = [i for i in incidents if i.opened_at_unix_nano < lo
@@ -109,7 +114,9 @@ def run_case(petshop_dir: str, case_id: str, bank: dict[str, Any] | None) -> dic
         "first_rel_s": min(a.first_seen_unix_nano - onset for a in chosen.anomalies) / 1e9 if chosen and chosen.anomalies else None,
         "ranking": ranked[:KEEP],
         "naive": naive[:KEEP],
+        "ranking_b": ranked_b[:KEEP],
         "rank": rank_of(ranked, root),
+        "rank_b": rank_of(ranked_b, root),
         "naive_rank": rank_of(naive, root),
         "top_reason": chosen.root_causes[0].reason if chosen and chosen.root_causes else None,
         "rejects": run.rejects,
@@ -133,6 +140,8 @@ def figures_for(results: list[dict[str, Any]], prefix: str) -> dict[str, float |
         f"{prefix}top3": ac_at_k(rankings, truths, 3),
         f"{prefix}naive_top1": ac_at_k(naive, truths, 1),
         f"{prefix}naive_top3": ac_at_k(naive, truths, 3),
+        f"{prefix}b_top1": ac_at_k([r["ranking_b"] for r in results], truths, 1),
+        f"{prefix}b_top3": ac_at_k([r["ranking_b"] for r in results], truths, 3),
         f"{prefix}no_incident": sum(1 for r in results if r["chosen"] is None),
     }
 
@@ -145,7 +154,7 @@ def case_line(r: dict[str, Any]) -> str:
     if r["chosen"] is None:
         return f"{head} NO INCIDENT in window (incidents={r['incidents']}, carried_over={r['carried_over']})"
     root_first = "-" if r["root_first_rel_s"] is None else f"{r['root_first_rel_s']:+.0f}s"
-    return (f"{head} rank={pos(r['rank']):>2s} naive={pos(r['naive_rank']):>2s} "
+    return (f"{head} rank={pos(r['rank']):>2s} b={pos(r['rank_b']):>2s} naive={pos(r['naive_rank']):>2s} "
             f"#1={short(r['ranking'][0], 30):30s} naive#1={short(r['naive'][0], 30):30s} "
             f"opened={r['opened_rel_s']:+5.0f}s root_first={root_first} "
             f"anoms={r['chosen_anomalies']} svcs={r['chosen_services']}")  # fmt: skip

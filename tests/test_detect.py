@@ -654,6 +654,16 @@ def test_slo_bounds_flag_a_point_whatever_the_detector_says():
     assert sorted(act.active_ids.tolist()) == [0, 1]
 
 
+def test_an_anomaly_carries_the_value_just_before_its_episode():
+    tr = Track(["svc/a"])
+    acts = [tr.step([sc], values=[v]) for sc, v in ((0.1, 1.0), (0.1, 2.0), (0.9, 7.0), (0.9, 8.0))]
+    (a,) = acts[3].opened
+    assert (a.value, a.previous) == (8.0, 2.0)  # the point before the first flagged one, not the first
+    fresh = Track(["svc/a"])
+    (b,) = [x for act in (fresh.step([0.9], values=[5.0]), fresh.step([0.9], values=[6.0])) for x in act.opened]
+    assert np.isnan(b.previous)  # nothing seen before the episode
+
+
 def test_episode_tracker_state_round_trip():
     tr = Track(["svc/a", "svc/b"])
     for s in ([0.9, 0.1], [0.9, 0.9], [0.1, 0.9]):
@@ -662,8 +672,8 @@ def test_episode_tracker_state_round_trip():
     copy.tracker.load_state({k: v.copy() for k, v in tr.tracker.state().items()})
     copy.t = tr.t
     for s in ([0.1, 0.1], [0.1, 0.1], [0.9, 0.9], [0.9, 0.9]):
-        a, b = tr.step(s), copy.step(s)
-        assert [x.id for x in a.opened] == [x.id for x in b.opened]
+        a, b = tr.step(s, values=[3.0, 4.0]), copy.step(s, values=[3.0, 4.0])
+        assert [(x.id, x.previous) for x in a.opened] == [(x.id, x.previous) for x in b.opened]
         np.testing.assert_array_equal(a.active_ids, b.active_ids)
 
 

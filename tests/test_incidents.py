@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 import numpy as np
 import pydantic
@@ -183,6 +184,20 @@ def test_state_round_trip():
     step = activity(anomaly(1, T + MIN), active=[(0, T + 2 * MIN)])
     assert [i.model_dump() for i in b.on_activity(step, KEYS)] == [i.model_dump() for i in a.on_activity(step, KEYS)]
     assert [i.model_dump() for i in b.tick(T + 40 * MIN)] == [i.model_dump() for i in a.tick(T + 40 * MIN)]
+
+
+def test_state_keeps_the_value_before_each_anomaly_and_reads_rows_saved_without_it():
+    a = manager()
+    a.on_activity(activity(Anomaly(KEYS[0], "db", T, 0.9, 1, 3.0, 1.0, 2.5)), KEYS)
+    state = json.loads(json.dumps(a.state()))
+    b = manager()
+    b.load_state(state)
+    assert [x.previous for inc in b.open.values() for x in inc.anomalies.values()] == [2.5]
+    for inc in state["open"]:
+        inc["anomalies"] = [row[:7] for row in inc["anomalies"]]
+    old = manager()
+    old.load_state(state)
+    assert all(math.isnan(x.previous) for inc in old.open.values() for x in inc.anomalies.values())
 
 
 def test_change_index_dedups_and_prunes():

@@ -237,9 +237,11 @@ def test_blob_without_meta_raises_state_error():
 
 
 def _contents(blob):
-    """A snapshot's meaning: its arrays and its JSON document (the zip bytes carry timestamps)."""
+    """A snapshot's meaning: its arrays and its JSON document (the zip bytes carry timestamps).
+
+    Arrays compare as JSON text, where NaN (no value yet) equals NaN."""
     with np.load(io.BytesIO(blob)) as z:
-        arrays = {k: z[k].tolist() for k in z.files if k != "meta"}
+        arrays = {k: json.dumps(z[k].tolist()) for k in z.files if k != "meta"}
         return arrays, json.loads(z["meta"].tobytes())
 
 

@@ -76,8 +76,8 @@ def chain() -> DependencyGraph:
     return g
 
 
-def anomaly(series, at, value=3.0, baseline=1.0, score=0.9, service=None):
-    return Anomaly(series, service or series.split("/")[0], at, score, 1, value, baseline)
+def anomaly(series, at, value=3.0, baseline=1.0, score=0.9, service=None, previous=float("nan")):
+    return Anomaly(series, service or series.split("/")[0], at, score, 1, value, baseline, previous)
 
 
 def test_the_deepest_service_that_went_first_is_the_root_cause():
@@ -208,3 +208,30 @@ def test_evidence_that_may_not_open_joins_a_related_incident_or_nothing():
     late = anomaly("payment/log.new_template{template=cd,text=y}", T + 10 * S, 1.0, 0.0)
     (joined,) = manager.on_activity(activity(late), [], may_open=False)
     assert joined.id == inc.id and "payment" in joined.services
+
+
+def test_a_callee_whose_level_was_already_there_before_its_onset_does_not_explain_a_fresh_step():
+    # frontend steps 1 -> 3 at T; its callee search reads +200 % against its long-term baseline
+    # too, but it was already at 2.9 the point before (a level from another period): its step at
+    # onset is 3 %, not comparable with the frontend's, so it explains nothing and the frontend,
+    # which stepped, ranks first
+    found = [anomaly("frontend/latency.avg", T, previous=1.0), anomaly("search/latency.avg", T, previous=2.9)]
+    ranked = rank(found, fanout(), ChangeIndex(), lambda _: True)
+    assert ranked[0].service == "frontend" and "explains" not in ranked[1].reason
+    fresh = [anomaly("frontend/latency.avg", T, previous=1.0), anomaly("search/latency.avg", T, previous=1.0)]
+    assert rank(fresh, fanout(), ChangeIndex(), lambda _: True)[0].service == "search"
+
+
+def test_a_service_whose_own_cpu_went_up_outranks_a_sibling_that_is_only_slower():
+    # search and cart both went bad with the frontend and both explain it; search's latency is the
+    # stronger signal, but cart's own CPU rose: a resource fault acts there, search only slowed down
+    found = [
+        anomaly("search/http.duration:p99", T, score=1.0), anomaly("cart/process.cpu.utilization", T, value=2.0),
+        anomaly("frontend/latency.avg", T),
+    ]  # fmt: skip
+    ranked = rank(found, fanout(), ChangeIndex(), lambda _: True)
+    assert [c.service for c in ranked[:2]] == ["cart", "search"]
+    # a callee's CPU seen by nobody else's series: a client-side view of it is not its own CPU
+    viewed = [anomaly("frontend/process.cpu.utilization{peer.service=cart}", T, value=2.0, service="cart"),
+              anomaly("search/http.duration:p99", T, score=1.0), anomaly("frontend/latency.avg", T)]  # fmt: skip
+    assert rank(viewed, fanout(), ChangeIndex(), lambda _: True)[0].service == "search"

@@ -283,11 +283,12 @@ class IncidentManager:
 
 
 def _row(a: Anomaly) -> list[Any]:
-    return [a.series, a.service, a.first_seen, a.score, a.direction, a.value, a.baseline]
+    return [a.series, a.service, a.first_seen, a.score, a.direction, a.value, a.baseline, a.previous]
 
 
 def _anomaly(row: list[Any]) -> Anomaly:
-    return Anomaly(row[0], row[1], int(row[2]), float(row[3]), int(row[4]), float(row[5]), float(row[6]))
+    previous = float(row[7]) if len(row) > 7 else math.nan  # rows saved before anomalies carried it
+    return Anomaly(row[0], row[1], int(row[2]), float(row[3]), int(row[4]), float(row[5]), float(row[6]), previous)
 
 
 def _forecast_ref(p: Prediction) -> ForecastRef:

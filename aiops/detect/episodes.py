@@ -6,6 +6,12 @@ when it crosses a hard SLO bound. A series opens an episode once it has been fla
 interval, so 30 s is three 10 s scrapes or one minute-scrape), and closes it after
 ``quiet_points`` normal points. Re-seeing the same episode (an
 at-least-once replay, a long incident) never opens a second anomaly.
+
+Each anomaly carries the series' value just before its episode (``previous``) as well as the
+detector's long-term ``baseline``: a step at onset (previous near the baseline, value far from
+both) is news, while a value that was already as far off at the point before is a level the
+series held before the episode started (a baseline learned in another period, a range widened
+by an earlier fault), so its onset dates nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ class Anomaly:
     direction: int  # +1 above the baseline, -1 below
     value: float
     baseline: float = float("nan")  # what the series was doing before, for "p99 +480 %"
+    previous: float = float("nan")  # the series' last value before the episode's first flagged point
 
     @property
     def id(self) -> str:
@@ -54,6 +61,8 @@ class EpisodeTracker:
         self.active = np.zeros(0, dtype=bool)
         self.first_ts = np.zeros(0, dtype=np.int64)
         self.prev_ts = np.zeros(0, dtype=np.int64)
+        self.prev_x = np.zeros(0)  # last value seen (NaN: none yet)
+        self.before = np.zeros(0)  # the value before the current run of flagged points started
 
     def _grow(self, size: int) -> None:
         extra = size - len(self.run)
@@ -63,6 +72,8 @@ class EpisodeTracker:
             self.active = np.r_[self.active, np.zeros(extra, dtype=bool)]
             self.first_ts = np.r_[self.first_ts, np.zeros(extra, dtype=np.int64)]
             self.prev_ts = np.r_[self.prev_ts, np.zeros(extra, dtype=np.int64)]
+            self.prev_x = np.r_[self.prev_x, np.full(extra, np.nan)]
+            self.before = np.r_[self.before, np.full(extra, np.nan)]
 
     def update(self, ids: np.ndarray, ts: np.ndarray, values: np.ndarray, scores: np.ndarray,
                directions: np.ndarray, keys: list[str], services: list[str], policy: PolicyTable,
@@ -78,6 +89,8 @@ class EpisodeTracker:
         run = np.where(flag, self.run[ids] + 1, 0)
         starting = flag & (self.run[ids] == 0)
         self.first_ts[ids[starting]] = ts[starting]
+        self.before[ids[starting]] = self.prev_x[ids[starting]]
+        self.prev_x[ids] = values
         self.run[ids] = run
         prev = self.prev_ts[ids]
         self.prev_ts[ids] = ts
@@ -92,7 +105,7 @@ class EpisodeTracker:
         base = np.full(len(ids), np.nan) if baselines is None else baselines
         opened = [
             Anomaly(keys[j], services[j], int(self.first_ts[j]), float(scores[i]), int(directions[i]), float(values[i]),
-                    float(base[i]))
+                    float(base[i]), float(self.before[j]))
             for i, j in zip(np.flatnonzero(opens), ids[opens], strict=True)
         ]  # fmt: skip
         live = flag & self.active[ids]
@@ -100,8 +113,10 @@ class EpisodeTracker:
 
     def state(self) -> dict[str, np.ndarray]:
         return {"run": self.run, "quiet": self.quiet, "active": self.active, "first_ts": self.first_ts,
-                "prev_ts": self.prev_ts}  # fmt: skip
+                "prev_ts": self.prev_ts, "prev_x": self.prev_x, "before": self.before}  # fmt: skip
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         for k in ("run", "quiet", "active", "first_ts", "prev_ts"):
             setattr(self, k, np.array(arrays[k]))
+        for k in ("prev_x", "before"):  # absent from snapshots taken before anomalies carried ``previous``
+            setattr(self, k, np.array(arrays[k]) if k in arrays else np.full(len(self.run), np.nan))

@@ -37,6 +37,7 @@ class RankConfig:
     reach_power: float = 1.0  # score grows as (services the candidate explains, itself included) ** this
     entry_factor: float = 2.0  # the candidate explains an anomalous entry point (a service nobody calls)
     error_factor: float = 2.0  # the candidate fails requests (errors up, availability down): rarer than slowness
+    saturation_factor: float = 2.0  # the candidate's own CPU went up: a resource fault acts where it is
     template_only_factor: float = 0.5  # a candidate whose only evidence is a never-seen log template
     deploy_factor: float = 1.5
     config_change_factor: float = 1.2
@@ -74,10 +75,19 @@ def describe(a: Anomaly, service: str) -> str:
     return f"{what} {'up' if a.direction > 0 else 'down'}"
 
 
+def _relative(value: float, ref: float) -> float:
+    return abs(value / ref - 1.0) if math.isfinite(ref) and abs(ref) > 1e-12 else math.inf
+
+
+def step(a: Anomaly) -> float:
+    """Relative change at onset (1.0 = +100 %): from the baseline, but never more than from the value
+    just before the episode, since a level the series already held then did not start at this onset."""
+    return min(_relative(a.value, a.baseline), _relative(a.value, a.previous))
+
+
 def _change(items: list[Anomaly]) -> float:
-    """The largest relative change among a service's anomalies (1.0 = +100 %), inf when unknown."""
-    changes = [abs(a.value / a.baseline - 1.0) for a in items if math.isfinite(a.baseline) and abs(a.baseline) > 1e-12]
-    return max(changes, default=math.inf)
+    """The largest known step at onset among a service's anomalies, inf when none is known."""
+    return max((x for x in map(step, items) if math.isfinite(x)), default=math.inf)
 
 
 def _benign(a: Anomaly) -> bool:
@@ -92,6 +102,13 @@ def _failing(a: Anomaly) -> bool:
     if "availability" in name or "success" in name:
         return a.direction < 0
     return a.direction > 0 and ("error" in name or "status_code=5" in a.series)
+
+
+def _saturated(a: Anomaly) -> bool:
+    """The service's own CPU going up: where a resource fault (contention, a hog) acts, while its
+    callers only get slower."""
+    name = _metric(a.series).lower().split("{", 1)[0]
+    return a.direction > 0 and "cpu" in name and a.series.split("/", 1)[0] == a.service
 
 
 def _traffic(a: Anomaly) -> bool:
@@ -155,6 +172,11 @@ def rank(
             score *= c.error_factor
             if strongest not in failing:
                 reason += f", {describe(max(failing, key=lambda a: a.score), service)}"
+        saturated = [a for a in items if _saturated(a)]
+        if saturated:
+            score *= c.saturation_factor
+            if strongest not in saturated:
+                reason += f", {describe(max(saturated, key=lambda a: a.score), service)}"
         reason += ", first anomaly" if start == first else f", +{(start - first) / 1e9:.0f} s after the first"
         if not monitored(service):
             reason += ", no own metrics"
