@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import signal
 import sys
+import tempfile
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from aiops import __version__
 from aiops.config import load_settings
 from aiops.correlate.contract import Incident
 from aiops.detect.models import versions
 from aiops.errors import AiopsError
-from aiops.ingest.deadletter import FileDeadLetter, MemoryDeadLetter
+from aiops.ingest.deadletter import FileDeadLetter
 from aiops.ingest.records import WIRE_FORMATS
 from aiops.ingest.replay import ReplaySource
 from aiops.pipeline import Pipeline, Stats
@@ -121,40 +123,72 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The closed loop on the built-in simulator: incidents, Slack messages (printed unless a
+    webhook is configured), playbooks proposed, approved on the dashboard, by REST or in Slack,
+    run against the simulator's control API, and the simulated service recovering."""
+    from aiops.notify.transport import ConsoleTransport
+    from aiops.service import Service
     from aiops.sim import Simulator, default_scenario
-    from aiops.sim.source import SimulatorSource
+    from aiops.sim.control import ControlServer
+    from aiops.sim.source import PacedSimulatorSource
 
     start = time.time_ns() - int(args.history * 1e9)
     if args.fault:
         sim = Simulator(args.services, args.seed, start, faults=args.fault)
     else:
         sim = default_scenario(start_unix_nano=start, n_services=args.services, seed=args.seed)
-    dead_letter = MemoryDeadLetter()
+    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="aiops-demo-"))
+    token = args.token or secrets.token_hex(8)
     progress = _Progress()
+    control = ControlServer(sim)
+    base = load_settings(args.config)
+    settings = load_settings(
+        args.config, data_dir=data_dir, port=args.port, api_tokens={**base.api_tokens, token: "approver:demo"},
+        executor=base.executor.model_copy(update={"target": "sim", "sim_control_url": control.url,
+                                                  "playbooks_dir": _playbooks_dir(base.executor)}),
+    )  # fmt: skip
 
-    def show(inc: Incident) -> None:
+    def say(line: str) -> None:
         progress.done()
-        print(describe(inc), flush=True)
+        print(line, flush=True)
 
-    pipeline = Pipeline(dead_letter, show, now_ns=lambda: sim.now_unix_nano)
-    print(f"aiops {__version__} demo: {args.services} simulated services, {args.speed:g}x real time; "
-          f"faults are injected on a schedule (Ctrl-C stops).", flush=True)  # fmt: skip
+    transport = None if settings.notify_config().webhook_url or settings.notify.bot_token else ConsoleTransport(say)
+    service = Service(settings, lambda inc: say(describe(inc)), source=PacedSimulatorSource(sim, args.speed),
+                      transport=transport, now_ns=lambda: sim.now_unix_nano)  # fmt: skip
+    say(f"aiops {__version__} demo: {args.services} simulated services, {args.speed:g}x real time; "
+        f"faults are injected on a schedule (Ctrl-C stops).")  # fmt: skip
     for f in sim.truth:
-        print(f"  scheduled fault: {f['fault']} on {f['service']} at {_when(f['onset_unix_nano'])}", flush=True)
+        say(f"  scheduled fault: {f['fault']} on {f['service']} at {_when(f['onset_unix_nano'])}")
+    def announce() -> None:  # once the API is up: with --port 0 only then is the port known
+        port_file = data_dir / "api.port"
+        while not port_file.exists() and not stop.is_set():
+            time.sleep(0.05)
+        if port_file.exists():
+            url = f"http://127.0.0.1:{port_file.read_text()}"
+            say(f"  dashboard and API: {url}/  (approver token: {token})")
+            say(f"  approve from a shell: curl -X POST {url}/approvals/ACTION_ID -H 'Authorization: Bearer {token}' "
+                f"-H 'Content-Type: application/json' -d '{{\"decision\": \"approve\"}}'")  # fmt: skip
+
     stop = _stop_event()
+    threading.Thread(target=announce, daemon=True).start()
+    if args.duration is not None:
+        threading.Timer(args.duration, stop.set).start()
     t0 = time.monotonic()
-    for batch in SimulatorSource(sim).batches():
-        if stop.is_set() or (args.duration is not None and time.monotonic() - t0 >= args.duration):
-            break
-        step_started = time.monotonic()
-        pipeline.process(batch)
-        st = pipeline.stats
-        progress.show(f"sim time {_when(sim.now_unix_nano)}  records {st.messages:,}  points {st.points:,}  "
-                      f"anomalies {st.anomalies:,}  incidents {len(st.incident_ids):,}")  # fmt: skip
-        stop.wait(max(0.0, sim.step_seconds / args.speed - (time.monotonic() - step_started)))
-    progress.done()
+    try:
+        pipeline = service.run(stop)
+    finally:
+        control.close()
+        progress.done()
     print(_summary(pipeline.stats, time.monotonic() - t0))
+    print(f"state, audit log and models: {data_dir}")
     return 0
+
+
+def _playbooks_dir(executor: Any) -> Path:
+    """The configured playbooks if they exist here, else the ones beside this package (a source checkout)."""
+    if executor.playbooks_dir.is_dir():
+        return Path(executor.playbooks_dir)
+    return Path(__file__).resolve().parents[1] / "playbooks"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -180,7 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="run the whole pipeline on the built-in simulator (no setup)")
-    d.add_argument("--port", type=int, default=8080, help="API/dashboard port (reserved: the API lands in a later release)")
+    d.add_argument("--port", type=int, default=8080, help="API and dashboard port (0: any free port)")
+    d.add_argument("--data-dir", help="keep SQLite, models and dead letters here (default: a fresh temporary folder)")
+    d.add_argument("--token", help="the approver token to print and accept (default: a random one)")
+    d.add_argument("--config", help="YAML settings file (a Slack webhook, SLOs, detection rules ...)")
     d.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: until Ctrl-C)")
     d.add_argument("--speed", type=float, default=60.0, help="simulated seconds per real second")
     d.add_argument("--services", type=int, default=8, help="number of simulated services")

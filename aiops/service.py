@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from kafka import KafkaProducer
 
@@ -32,11 +32,13 @@ from aiops.config import Settings
 from aiops.correlate.contract import Incident
 from aiops.detect.episodes import Anomaly
 from aiops.detect.models import versions
-from aiops.ingest.deadletter import KafkaDeadLetter
+from aiops.ingest.deadletter import DeadLetterSink, FileDeadLetter, KafkaDeadLetter
 from aiops.ingest.kafka import KafkaSource
+from aiops.ingest.records import Message
 from aiops.learn.learner import Learner
 from aiops.learn.memory import preferred_playbook
 from aiops.notify.notifier import Notifier
+from aiops.notify.transport import Transport
 from aiops.pipeline import Pipeline
 from aiops.store.sqlite import Store
 
@@ -45,10 +47,27 @@ CHECKPOINT = "pipeline"
 T = TypeVar("T")
 
 
+class Source(Protocol):
+    """Where telemetry comes from: a Kafka consumer group, or the demo's paced simulator."""
+
+    positions: dict[str, int]
+
+    def open(self, resume: dict[str, int] | None = None) -> None: ...
+    def poll(self, timeout_ms: int = 1000) -> list[Message]: ...
+    def commit(self, offsets: dict[str, int]) -> None: ...
+    def close(self) -> None: ...
+
+
 class Service:
-    def __init__(self, settings: Settings, on_incident: Callable[[Incident], None] | None = None) -> None:
+    def __init__(self, settings: Settings, on_incident: Callable[[Incident], None] | None = None, *,
+                 source: Source | None = None, transport: Transport | None = None,
+                 now_ns: Callable[[], int] = time.time_ns) -> None:  # fmt: skip
+        """``source`` replaces the Kafka consumer (and the dead-letter topic with a file under
+        ``data_dir``); ``transport`` replaces Slack (the demo prints messages); ``now_ns`` is the
+        clock timestamps are checked against (the simulator's, in the demo)."""
         self.settings = settings
         self.on_incident = on_incident
+        self._source, self._transport, self._now_ns = source, transport, now_ns
         self._anomalies: list[Anomaly] = []
         self._commands: queue.Queue[tuple[Callable[[Pipeline], Any], Future[Any]]] = queue.Queue()
         self._pipeline_thread: int | None = None
@@ -70,7 +89,12 @@ class Service:
                 log.info("incident %s: suggesting %s", inc.id, found[1])
         assert self.store is not None
         self.store.commit([inc], [])
-        action = self.executor.propose(inc) if self.executor is not None and inc.status == "open" else None
+        action = None
+        if self.executor is not None:
+            if inc.status == "open":
+                action = self.executor.propose(inc)
+            else:
+                self.executor.withdraw(inc.id)
         if self.notifier is not None:
             self.notifier.incident(inc, action)
         if self.on_incident is not None:
@@ -136,7 +160,10 @@ class Service:
     def _start_helpers(self, stop: threading.Event, store: Store) -> list[threading.Thread]:
         s = self.settings
         notify = s.notify_config()
-        if notify.webhook_url or (notify.bot_token and notify.channel):
+        if self._transport is not None:
+            self.notifier = Notifier(store, notify.model_copy(update={"webhook_url": notify.webhook_url or "console"}),
+                                     transport=self._transport)  # fmt: skip
+        elif notify.webhook_url or (notify.bot_token and notify.channel):
             self.notifier = Notifier(store, notify)
         else:
             log.warning("no Slack webhook configured (AIOPS_SLACK_WEBHOOK_URL): incidents go to SQLite and the API only")
@@ -174,9 +201,14 @@ class Service:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         store = self.store = Store(s.data_dir / "aiops.db")
-        producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5)
-        pipeline = self.pipeline = Pipeline(KafkaDeadLetter(producer, s.kafka_deadletter_topic), self._incident,
-                                            self._anomalies.append, **s.pipeline_options())  # fmt: skip
+        producer = None
+        if self._source is None:
+            producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5)
+            dead_letter: DeadLetterSink = KafkaDeadLetter(producer, s.kafka_deadletter_topic)
+        else:
+            dead_letter = FileDeadLetter(s.data_dir / "deadletter.jsonl")
+        pipeline = self.pipeline = Pipeline(dead_letter, self._incident, self._anomalies.append, now_ns=self._now_ns,
+                                            **s.pipeline_options())  # fmt: skip
         self._pipeline_thread = threading.get_ident()
         saved = store.checkpoint(CHECKPOINT)
         resume: dict[str, int] = {}
@@ -193,9 +225,7 @@ class Service:
         try:
             threads = self._start_helpers(helpers_stop, store)
             pipeline.incidents.evidence_weights = dict(self.learner.weights) if self.learner else {}
-            topics = s.topic_signals()
-            source = KafkaSource(s.kafka_bootstrap, s.kafka_group, topics, {t: s.topic_format(t) for t in topics},
-                                 s.kafka_session_timeout_ms, s.kafka_max_poll_records)  # fmt: skip
+            source = self._source or self._kafka()
             source.open(resume)
             self._loop(stop, store, pipeline, source, dict(resume), models)
         finally:
@@ -206,11 +236,19 @@ class Service:
                 self.api.stop()
             if source is not None:
                 source.close()
-            producer.close()
+            if producer is not None:
+                producer.close()
+            dead_letter.close()
             store.close()
         return pipeline
 
-    def _loop(self, stop: threading.Event, store: Store, pipeline: Pipeline, source: KafkaSource,
+    def _kafka(self) -> KafkaSource:
+        s = self.settings
+        topics = s.topic_signals()
+        return KafkaSource(s.kafka_bootstrap, s.kafka_group, topics, {t: s.topic_format(t) for t in topics},
+                           s.kafka_session_timeout_ms, s.kafka_max_poll_records)  # fmt: skip
+
+    def _loop(self, stop: threading.Event, store: Store, pipeline: Pipeline, source: Source,
               offsets: dict[str, int], models: Any) -> None:  # fmt: skip
         s = self.settings
         last = last_model = time.monotonic()
@@ -234,7 +272,7 @@ class Service:
         if len(pipeline.series):
             log.info("models saved: %s", [str(i.path) for i in pipeline.save_versions(models)])
 
-    def _checkpoint(self, store: Store, pipeline: Pipeline, source: KafkaSource, offsets: dict[str, int]) -> dict[str, int]:
+    def _checkpoint(self, store: Store, pipeline: Pipeline, source: Source, offsets: dict[str, int]) -> dict[str, int]:
         offsets = {**offsets, **source.positions}
         store.commit([], self._anomalies, (CHECKPOINT, pipeline.snapshot(), offsets))
         source.commit(offsets)

@@ -713,3 +713,14 @@ def test_scripts_build_kubectl_argument_lists(tmp_path: Path, stores, monkeypatc
 def test_sim_target_needs_a_url(stores) -> None:
     with pytest.raises(ConfigError, match="sim_control_url"):
         executor(stores(), [], target="sim")
+
+
+def test_a_resolved_incident_withdraws_unapproved_proposals(stores) -> None:
+    ex = executor(stores(), load_playbooks(SHIPPED))
+    a = ex.propose(incident(suggested="scale-out", series="cart/process.memory.utilization"))
+    assert a is not None and a.status == "proposed"
+    (gone,) = ex.withdraw(a.incident_id)
+    assert gone.id == a.id and ex.action(a.id).status == "expired"
+    assert ex.withdraw(a.incident_id) == [], "nothing left to withdraw"
+    with pytest.raises(Conflict):
+        ex.decide(a.id, "alice", "approver", True)

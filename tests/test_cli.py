@@ -72,11 +72,13 @@ def test_replay_missing_path_is_a_clear_error(tmp_path: Path) -> None:
     assert r.returncode != 0 and "no such file or directory" in r.stderr
 
 
-def test_demo_shows_an_incident_within_its_duration() -> None:
-    r = _aiops("demo", "--duration", "20", "--speed", "400", "--services", "6", timeout=120)
+def test_demo_shows_incidents_slack_messages_and_a_proposed_playbook() -> None:
+    r = _aiops("demo", "--duration", "20", "--speed", "400", "--services", "8", "--port", "0", timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "scheduled fault:" in r.stdout
+    assert "scheduled fault:" in r.stdout and "dashboard and API: http://127.0.0.1:" in r.stdout
     assert " OPEN " in r.stdout and "root cause #1" in r.stdout
+    assert "slack> [" in r.stdout, "without a webhook the Slack messages are printed"
+    assert "playbook rollback awaiting approval  [Approve/Reject: action act-" in r.stdout
     assert "incidents:" in r.stdout
 
 

@@ -229,6 +229,25 @@ class Executor:
             n += 1
         return n
 
+    def withdraw(self, incident_id: str, reason: str = "the incident resolved before anyone approved") -> list[Action]:
+        """Expire the incident's proposals nobody has approved yet: the problem is gone.
+
+        Approved actions stay: an expert decided, and a run already started is never cut short.
+        """
+        now = self.clock()
+        with self.store.lock:
+            due = ledger.select(self.store.db, "status = 'proposed' AND incident_id = ?", (incident_id,))
+        out = []
+        for a in due:
+            a.status, a.finished_at = "expired", now
+            with self.store.write() as db:
+                if not ledger.save(db, a, "proposed"):
+                    continue
+            self.store.audit(SYSTEM, "withdraw", a.id, True, incident=incident_id, reason=reason)
+            self._changed(a)
+            out.append(a)
+        return out
+
     def _expire(self) -> int:
         now = self.clock()
         with self.store.lock:

@@ -11,6 +11,8 @@ failure is counted, spaced and survives a restart instead of blocking the dispat
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -108,3 +110,32 @@ def _seconds(headers: Any) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+class ConsoleTransport:
+    """Prints each message instead of sending it: the demo without a Slack workspace.
+
+    Prints the fallback text and, when the message carries Approve/Reject buttons, the action
+    id they act on, so a reader can approve it with curl or on the dashboard.
+    """
+
+    def __init__(self, write: Callable[[str], None] = print) -> None:
+        self.write = write
+
+    def _show(self, prefix: str, message: Message) -> Outcome:
+        buttons = [el.get("value") for b in message.get("blocks", []) if b.get("type") == "actions"
+                   for el in b.get("elements", []) if el.get("action_id") == "approve"]  # fmt: skip
+        line = f"{prefix} {message.get('text', '')}"
+        if buttons:
+            line += f"  [Approve/Reject: action {buttons[0]}]"
+        self.write(line)
+        return Outcome(ok=True, ts=str(time.time()))
+
+    def webhook(self, url: str, message: Message, replace_original: bool = False) -> Outcome:
+        return self._show("slack (edit)>" if replace_original else "slack>", message)
+
+    def post_message(self, channel: str, message: Message) -> Outcome:
+        return self._show("slack>", message)
+
+    def update_message(self, channel: str, ts: str, message: Message) -> Outcome:
+        return self._show("slack (edit)>", message)
