@@ -98,12 +98,13 @@ class DriftTracker:
 
         counts = [per_source(m) for m in (active, vanished, judged, shifted)]
         new = np.sum(self._new, axis=0)
+        active_n, vanished_n, judged_n, shifted_n = counts
         self.sources = {
-            name: SourceDrift(int(counts[0][i]), int(new[i]), int(counts[1][i]),
-                              float(counts[3][i] / counts[2][i]) if counts[2][i] else 0.0,
-                              self._ticks - int(self._born[i]) >= self.window)  # fmt: skip
+            name: SourceDrift(int(active_n[i]), int(new[i]), int(vanished_n[i]),
+                              float(shifted_n[i] / judged_n[i]) if judged_n[i] else 0.0,
+                              self._ticks - int(self._born[i]) >= self.window)
             for i, name in enumerate(SOURCES) if self._born[i] >= 0
-        }
+        }  # fmt: skip
         self._ticks += 1
 
     def _grow(self, size: int, keys: list[str]) -> None:

@@ -60,7 +60,7 @@ def nonfinite(reasons: dict[str, int]) -> Counter[str]:
     out: Counter[str] = Counter()
     for reason, count in reasons.items():
         words = reason.split()
-        if len(words) > 2 and (reason.startswith("non-finite value ") or reason.startswith("histogram sum ")):
+        if len(words) > 2 and reason.startswith(("non-finite value ", "histogram sum ")):
             try:
                 value = float(words[2])
             except ValueError:
