@@ -43,5 +43,26 @@ class ApiMetrics:
         self.rejected_params = Counter("aiops_rejected_parameters", "requests refused as invalid", registry=self.registry)
         self.registry.register(_Snapshot(snapshot))
 
+    def counts(self) -> dict[str, float]:
+        """The API's own counters in the snapshot's ``name|label=value`` form, for pages that show
+        figures without scraping: successful reads by route (who consumes the output) and the
+        security signals (refused credentials, bad Slack signatures, rejected parameters)."""
+        out: dict[str, float] = {}
+        for family in (f for c in (self.requests, self.auth_failures, self.bad_signatures, self.rejected_params)
+                       for f in c.collect()):  # not the snapshot collector: counts() may feed a snapshot
+            for s in family.samples:
+                if not s.name.endswith("_total"):
+                    continue
+                name, value = s.name[len("aiops_"):-len("_total")], s.value
+                if name == "api_requests":
+                    if s.labels["method"] == "GET" and s.labels["status"].startswith("2"):
+                        key = f"api_reads|route={s.labels['route']}"
+                        out[key] = out.get(key, 0.0) + value
+                elif "reason" in s.labels:
+                    out[f"{name}|reason={s.labels['reason']}"] = value
+                else:
+                    out[name] = value
+        return out
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -207,6 +207,21 @@ class DetectorBank:
             return np.full(len(ids), np.nan)
         return self.arrays["mean"][ids, -1].copy()
 
+    def recent(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per tracked series: points seen, longest moving average and moving std (NaN if not kept).
+
+        What self-monitoring compares with its own slower memory to tell a shifted input
+        distribution from noise, without touching the points themselves.
+        """
+        A, size = self.arrays, self.size
+        level = A["mean"][:size, -1] if len(self.config.windows) else np.full(size, np.nan)
+        if len(self.config.vol_windows):
+            vmean, vsq = A["vmean"][:size, -1], A["vsq"][:size, -1]
+            spread = np.sqrt(np.maximum(vsq - vmean * vmean, 0.0))
+        else:
+            spread = np.full(size, np.nan)
+        return A["n"][:size], level, spread
+
     # --- sensitivity ----------------------------------------------------------------------------
     def set_sensitivity(self, ids: np.ndarray, values: np.ndarray) -> None:
         """Per-series sensitivity from configuration (> 1: alert on smaller excesses)."""
