@@ -37,6 +37,7 @@ from aiops.ingest.kafka import KafkaSource
 from aiops.ingest.records import Message
 from aiops.learn.learner import Learner
 from aiops.learn.memory import preferred_playbook
+from aiops.monitor import EngineMonitor
 from aiops.notify.notifier import Notifier
 from aiops.notify.transport import Transport
 from aiops.pipeline import Pipeline
@@ -78,6 +79,7 @@ class Service:
         self.notifier: Notifier | None = None
         self.learner: Learner | None = None
         self.api: ApiServer | None = None
+        self.monitor: EngineMonitor | None = None
 
     # --- the pipeline thread's outputs ---------------------------------------------------------
     def _incident(self, inc: Incident) -> None:
@@ -136,6 +138,8 @@ class Service:
         checks: dict[str, Any] = {"pipeline": {"ok": age < 60, "last_poll_age_s": round(age, 1)}}
         if self.notifier is not None:
             checks["slack_outbox"] = {"ok": True, "depth": self.notifier.depth()}
+        if self.monitor is not None:
+            checks |= self.monitor.health()
         return checks
 
     def _snapshot(self) -> dict[str, float]:
@@ -154,6 +158,8 @@ class Service:
             for a in self.executor.actions():
                 counts[a.status] = counts.get(a.status, 0) + 1
             out |= {f"actions|status={k}": v for k, v in counts.items()}
+        if self.monitor is not None:
+            out |= self.monitor.snapshot()
         return out
 
     # --- wiring --------------------------------------------------------------------------------
@@ -219,6 +225,7 @@ class Service:
             log.info("resumed from checkpoint at offsets %s", resume)
         elif versions(models, "metrics"):
             log.info("no checkpoint: detectors warm-started from %s", pipeline.load_models(models).path)
+        self.monitor = EngineMonitor(pipeline, models_dir=models)
         helpers_stop = threading.Event()
         threads: list[threading.Thread] = []
         source = None
@@ -259,6 +266,11 @@ class Service:
             if messages:
                 pipeline.process(messages)
                 dirty = True
+            if self.monitor is not None:
+                if messages:
+                    self.monitor.observe(messages)
+                if isinstance(source, KafkaSource):
+                    self.monitor.observe_kafka(source)
             self._drain_commands(pipeline)
             if dirty and time.monotonic() - last >= s.checkpoint_interval_s:
                 offsets = self._checkpoint(store, pipeline, source, offsets)

@@ -80,9 +80,10 @@ def _signed(body: str, ts: int, secret: str = SECRET) -> dict[str, str]:
 def test_telemetry_to_slack_to_approval_to_exactly_one_run(kafka_broker, unique_topic_prefix, tmp_path):
     topics = {k: f"{unique_topic_prefix}-{k}" for k in ("metrics", "logs", "spans")}
     kafka_broker.create_topics(topics.values())
-    # the bad release lasts past the end of the data, so its incident is still open when approved
+    # the data ends 5 minutes after the bad release: its incident cannot have resolved (that takes
+    # 5 quiet minutes of event time), so it is still open, its proposal standing, when approved
     faults = [FaultSpec("cart", "bad_release", 1800.0, 1800.0, 0.3)]
-    produce(Simulator(8, 0, START, faults=faults), kafka_broker.bootstrap, 2400.0, topics)
+    produce(Simulator(8, 0, START, faults=faults), kafka_broker.bootstrap, 2100.0, topics)
     slack = SlackServer().start()
     calls = tmp_path / "kubectl.log"
     fake_kubectl.install(tmp_path / "bin")
