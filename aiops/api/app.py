@@ -27,6 +27,7 @@ from aiops import __version__
 from aiops.act.model import Action
 from aiops.api.auth import Principal, TokenTable, Unauthorized
 from aiops.api.metrics import ApiMetrics
+from aiops.dashboard import DashboardViews, NoViews, mount
 from aiops.errors import Forbidden, InvalidRequest, NotFound, RequestError
 from aiops.store.sqlite import Store
 
@@ -107,6 +108,7 @@ class ApiContext:
     health: Callable[[], dict[str, Any]] = dict
     snapshot: Callable[[], dict[str, float]] = dict
     clock: Callable[[], float] = time.time
+    views: DashboardViews | None = None  # live pipeline state for the dashboard (None: store only)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -301,6 +303,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
               limit: Annotated[int, Query(ge=1, le=10_000)] = 200) -> list[dict[str, Any]]:  # fmt: skip
         return ctx.store.audit_log(target, limit)
 
+    mount(app, ctx, ctx.views or NoViews(), [Read])
     return app
 
 
