@@ -153,12 +153,12 @@ def chart_svg(title: str, ts: Sequence[int], values: Sequence[float], *, spans: 
     if threshold is not None:
         out.append(f'<line class="slo" x1="{left}" x2="{right}" y1="{_n(y(threshold))}" y2="{_n(y(threshold))}"/>'
                    f'<text class="slo" x="{right - 4}" y="{_n(y(threshold) - 3)}">SLO {_label(threshold)}</text>')  # fmt: skip
-    for t, text in markers:
-        if t0 <= t <= t1:
-            flip = x(t) > right - 120  # near the right edge the label goes left of its line
-            out.append(f'<line class="marker" x1="{_n(x(t))}" x2="{_n(x(t))}" y1="{top}" y2="{bottom}"/>'
-                       f'<text class="marker{" flip" if flip else ""}" x="{_n(x(t) - 3 if flip else x(t) + 3)}" '
-                       f'y="{top + 10}">{escape(text)}</text>')  # fmt: skip
+    shown = [(t, text) for t, text in markers if t0 <= t <= t1]
+    for i, (t, text) in enumerate(shown):
+        flip = x(t) > right - 120  # near the right edge the label goes left of its line
+        out.append(f'<line class="marker" x1="{_n(x(t))}" x2="{_n(x(t))}" y1="{top}" y2="{bottom}"/>'
+                   f'<text class="marker{" flip" if flip else ""}" x="{_n(x(t) - 3 if flip else x(t) + 3)}" '
+                   f'y="{top + 10 + 11 * (i % 3)}">{escape(text)}</text>')  # labels staggered: changes come in bursts
     out.append(f'<polyline class="line" points="{" ".join(f"{_n(x(t))},{_n(y(v))}" for t, v in pts)}"/>')
     out.append(f'<text class="axis" x="{left - 4}" y="{top + 8}">{_label(hi)}</text>'
                f'<text class="axis" x="{left - 4}" y="{bottom}">{_label(lo)}</text>'
