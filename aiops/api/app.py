@@ -6,6 +6,7 @@ Every write and every refusal is audited with who and when. Errors carry a one-l
 403 ask someone with the role, 404 no such thing, 409 not in this state, 422 fix the request.
 The engine's parts (executor, notifier, learner) are optional so the API can run beside a
 pipeline that has none of them configured: the endpoints that need one answer 503.
+The dashboard (:mod:`aiops.dashboard`) is mounted on the same app, under the same read rule.
 """
 
 import json

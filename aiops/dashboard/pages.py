@@ -16,8 +16,6 @@ from aiops.dashboard.markup import badge, esc, link, table, value, when, when_ns
 from aiops.dashboard.svg import chart_svg, graph_svg
 from aiops.dashboard.views import Change, DashboardViews
 
-OPEN_ACTIONS = ("proposed", "approved", "running", "reverting")
-
 
 def decision_buttons(approval_id: str) -> str:
     return (f'<span class="decide"><button class="approve" data-decide="approve" data-approval="{esc(approval_id)}">'
@@ -48,9 +46,9 @@ def incidents_page(records: list[dict[str, Any]], actions: list[dict[str, Any]],
     opened = sum(r["status"] == "open" for r in records)
     predicted = sum(r["status"] == "open" and r["kind"] == "predicted" for r in records)
     waiting = sum(a["status"] == "proposed" for a in actions)
-    body = [f'<h1>Incidents</h1><div class="cards"><div class="card"><b>{opened}</b>open</div>'
+    body = [(f'<h1>Incidents</h1><div class="cards"><div class="card"><b>{opened}</b>open</div>'
             f'<div class="card"><b>{predicted}</b>predicted</div><div class="card"><b>{waiting}</b>awaiting approval</div>'
-            f'<div class="card"><b>{len(records)}</b>in total</div></div>',
+            f'<div class="card"><b>{len(records)}</b>in total</div></div>'),
             '<p class="filter">Show: ' + " · ".join(link(f"/?show={s}", s, s == show) for s in ("all", "open")) + "</p>"]
     if not rows:
         body.append('<p class="muted">No incidents.</p>')
@@ -147,17 +145,17 @@ def incident_page(record: dict[str, Any], actions: list[dict[str, Any]], views: 
     return "".join([
         head,
         f'<section><h2>Root-cause candidates</h2>{rcs}</section>',
-        '<section><h2>Dependency graph</h2><p class="legend"><span class="key rc1"></span>#1 candidate '
+        ('<section><h2>Dependency graph</h2><p class="legend"><span class="key rc1"></span>#1 candidate '
         '<span class="key rc2"></span>other candidates <span class="key anom"></span>anomalous service '
-        f'<span class="key hot"></span>anomalous call</p>{graph}</section>',
-        '<section id="evidence"><h2>Evidence</h2><p class="legend"><span class="key span"></span>anomalous '
+        f'<span class="key hot"></span>anomalous call</p>{graph}</section>'),
+        ('<section id="evidence"><h2>Evidence</h2><p class="legend"><span class="key span"></span>anomalous '
         '<span class="key band"></span>forecast interval <span class="key marker"></span>change</p>'
-        f'{_charts(record, views, changes)}</section>',
+        f'{_charts(record, views, changes)}</section>'),
         f'<section><h2>Recent changes</h2>{timeline}</section>',
         f'<section id="remediation"><h2>Remediation</h2>{remediation}</section>',
         f'<section><h2>Similar resolved incidents</h2>{table(similar)}</section>' if similar else "",
-        f'<section><h2>Audit trail</h2><div id="audit" data-targets="{esc(targets)}">'
-        '<p class="muted">The audit trail needs an expert or approver token (enter it above).</p></div></section>',
+        (f'<section><h2>Audit trail</h2><div id="audit" data-targets="{esc(targets)}">'
+        '<p class="muted">The audit trail needs an expert or approver token (enter it above).</p></div></section>'),
     ])  # fmt: skip
 
 

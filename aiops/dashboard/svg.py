@@ -85,10 +85,10 @@ def graph_svg(g: nx.DiGraph, candidates: Sequence[str], anomalous: Iterable[str]
         return '<p class="muted">No dependency graph yet (no spans seen).</p>'
     pos = {n: (40 + x * (width - 80), 24 + y * (height - 48)) for n, (x, y) in layout(sub).items()}
     half = {n: (min(110.0, 7.0 * len(n) + 14) / 2, NODE_H / 2) for n in sub}
-    out = [f'<svg id="graph" class="graph" viewBox="0 0 {width} {height}" role="img" '
+    out = [(f'<svg id="graph" class="graph" viewBox="0 0 {width} {height}" role="img" '
            f'aria-label="service dependency graph">'
            '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
-           'orient="auto-start-reverse"><path d="M0,0L10,5L0,10z"/></marker></defs>']  # fmt: skip
+           'orient="auto-start-reverse"><path d="M0,0L10,5L0,10z"/></marker></defs>')]  # fmt: skip
     for u, v, e in sub.edges(data=True):
         (x1, y1), (x2, y2) = pos[u], pos[v]
         sx, sy = _clip(x2, y2, x1, y1, *half[u])
