@@ -6,6 +6,7 @@ Every write and every refusal is audited with who and when. Errors carry a one-l
 403 ask someone with the role, 404 no such thing, 409 not in this state, 422 fix the request.
 The engine's parts (executor, notifier, learner) are optional so the API can run beside a
 pipeline that has none of them configured: the endpoints that need one answer 503.
+The dashboard (:mod:`aiops.dashboard`) is mounted on the same app, under the same read rule.
 """
 
 import json
@@ -27,6 +28,7 @@ from aiops import __version__
 from aiops.act.model import Action
 from aiops.api.auth import Principal, TokenTable, Unauthorized
 from aiops.api.metrics import ApiMetrics
+from aiops.dashboard import DashboardViews, NoViews, mount
 from aiops.errors import Forbidden, InvalidRequest, NotFound, RequestError
 from aiops.store.sqlite import Store
 
@@ -107,6 +109,7 @@ class ApiContext:
     health: Callable[[], dict[str, Any]] = dict
     snapshot: Callable[[], dict[str, float]] = dict
     clock: Callable[[], float] = time.time
+    views: DashboardViews | None = None  # live pipeline state for the dashboard (None: store only)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -301,6 +304,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
               limit: Annotated[int, Query(ge=1, le=10_000)] = 200) -> list[dict[str, Any]]:  # fmt: skip
         return ctx.store.audit_log(target, limit)
 
+    mount(app, ctx, ctx.views or NoViews(), [Read])
     return app
 
 
