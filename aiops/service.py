@@ -30,6 +30,7 @@ from aiops.api.auth import TokenTable
 from aiops.api.server import ApiServer
 from aiops.config import Settings
 from aiops.correlate.contract import Incident
+from aiops.dashboard.views import PipelineViews
 from aiops.detect.episodes import Anomaly
 from aiops.detect.models import versions
 from aiops.ingest.deadletter import DeadLetterSink, FileDeadLetter, KafkaDeadLetter
@@ -80,6 +81,7 @@ class Service:
         self.learner: Learner | None = None
         self.api: ApiServer | None = None
         self.monitor: EngineMonitor | None = None
+        self.lock = threading.RLock()  # held while the pipeline's state changes; the dashboard reads under it
 
     # --- the pipeline thread's outputs ---------------------------------------------------------
     def _incident(self, inc: Incident) -> None:
@@ -128,7 +130,8 @@ class Service:
             except queue.Empty:
                 return
             try:
-                fut.set_result(fn(pipeline))
+                with self.lock:
+                    fut.set_result(fn(pipeline))
             except BaseException as e:  # the caller (an API request) gets the error, the loop goes on
                 fut.set_exception(e)
 
@@ -184,8 +187,10 @@ class Service:
         models = s.data_dir / "models"
         self.learner = Learner(store, models, self.run_in_pipeline, s.learn,
                                fixed_by=self._fixed_by)  # fmt: skip
+        assert self.pipeline is not None
+        views = PipelineViews(self.pipeline, self.lock, s, list(self.executor.playbooks.values()) if self.executor else [])
         ctx = ApiContext(store, TokenTable(s.api_tokens), s.slack_signing_secret, dict(s.slack_users), s.api_read_role,
-                         self.executor, self.notifier, self.learner, self._health, self._snapshot)  # fmt: skip
+                         self.executor, self.notifier, self.learner, self._health, self._snapshot, views=views)  # fmt: skip
         self.api = ApiServer(create_app(ctx), s.api_host, s.port, s.data_dir / "api.port")
         self.api.start()
         threads = []
@@ -264,7 +269,8 @@ class Service:
             messages = source.poll(timeout_ms=100)
             self._last_batch = time.time()
             if messages:
-                pipeline.process(messages)
+                with self.lock:
+                    pipeline.process(messages)
                 dirty = True
             if self.monitor is not None:
                 if messages:
