@@ -419,7 +419,8 @@ def test_fault_spec_validation() -> None:
 def test_default_scenario_spacing() -> None:
     sim = default_scenario(START)
     truth = sim.truth
-    assert {t["fault"] for t in truth} >= {"latency", "bad_release", "memory_leak", "crash"}
+    assert {t["fault"] for t in truth} >= {"latency", "bad_release", "memory_leak", "crash", "errors"}
+    assert truth[-1]["ramp_s"] > 0, "the last fault builds up slowly, for the forecaster"
     lead = int(DEFAULT_LEAD_IN_SECONDS) * NS
     assert lead + 180 * NS <= truth[0]["onset_unix_nano"] - START <= lead + 300 * NS
     assert default_scenario(START, lead_in_s=0).truth[0]["onset_unix_nano"] == truth[0]["onset_unix_nano"] - lead
@@ -427,7 +428,7 @@ def test_default_scenario_spacing() -> None:
         assert nxt["onset_unix_nano"] - prev["end_unix_nano"] >= 300 * NS
     for n in (1, 3, 5, 12):
         small = default_scenario(START, n_services=n, seed=2)
-        assert len(small.truth) == 4
+        assert len(small.truth) == 5
         assert all(t["service"] in small.topology.services for t in small.truth)
 
 

@@ -286,25 +286,28 @@ def _bump(version: str, minor: bool = False) -> str:
     return f"{major}.{mi + 1}.0" if minor else f"{major}.{mi}.{patch + 1}"
 
 
-# Fault plan of the default scenario: (kind, preferred targets, start s, duration s, magnitude).
-# 4 min warm-up, then one fault every 10 min with 6 min of quiet between them.
-_SCENARIO: list[tuple[str, list[str], float, float, float]] = [
-    ("latency", ["postgres"], 240.0, 240.0, 0.25),
-    ("bad_release", ["cart", "catalog", "checkout"], 840.0, 240.0, 0.3),
-    ("memory_leak", ["recommendation", "catalog", "cart"], 1440.0, 420.0, 0.95),
-    ("crash", ["payment", "currency", "shipping", "checkout"], 2220.0, 180.0, 1.0),
+# Fault plan of the default scenario: (kind, preferred targets, start s, duration s, magnitude,
+# ramp s). 4 min warm-up, then one fault every 10 min with 6 min of quiet between them; last, an
+# error ratio that builds up over 25 minutes, which the forecaster warns of before it breaks the SLO.
+_SCENARIO: list[tuple[str, list[str], float, float, float, float]] = [
+    ("latency", ["postgres"], 240.0, 240.0, 0.25, 0.0),
+    ("bad_release", ["cart", "catalog", "checkout"], 840.0, 240.0, 0.3, 0.0),
+    ("memory_leak", ["recommendation", "catalog", "cart"], 1440.0, 420.0, 0.95, 0.0),
+    ("crash", ["payment", "currency", "shipping", "checkout"], 2220.0, 180.0, 1.0, 0.0),
+    ("errors", ["catalog", "checkout", "cart"], 2700.0, 1800.0, 0.08, 1500.0),
 ]
 DEFAULT_LEAD_IN_SECONDS = 1800.0  # calm traffic first: young series need history before they may alert
-DEFAULT_SCENARIO_SECONDS = 2700.0 + DEFAULT_LEAD_IN_SECONDS
+DEFAULT_SCENARIO_SECONDS = 4500.0 + DEFAULT_LEAD_IN_SECONDS
 
 
 def default_scenario(
     start_unix_nano: int = DEFAULT_START_UNIX_NANO, n_services: int = 8, seed: int = 0,
     lead_in_s: float = DEFAULT_LEAD_IN_SECONDS, **kwargs: Any,
 ) -> Simulator:
-    """A 75-minute scenario: postgres latency, a bad release, a memory leak, then a crash.
+    """A 105-minute scenario: postgres latency, a bad release, a memory leak, a crash, then a slowly
+    growing error ratio.
 
-    ``lead_in_s`` of calm traffic come before the 45-minute fault schedule.
+    ``lead_in_s`` of calm traffic come before the 75-minute fault schedule.
     Targets fall back to other services when the graph is too small to hold the preferred ones.
     ``kwargs`` go to :class:`Simulator` (e.g. ``step_seconds``, ``benign_deploys_per_hour``).
     """
@@ -312,10 +315,10 @@ def default_scenario(
     candidates = [n for n in topo.monitored if n != topo.entry] or [topo.entry]
     used: set[str] = set()
     faults = []
-    for kind, prefs, start, duration, mag in _SCENARIO:
+    for kind, prefs, start, duration, mag, ramp in _SCENARIO:
         pool = [p for p in prefs if p in topo.services and p not in used]
         pool += [c for c in candidates if c not in used] or candidates
         target = pool[0]
         used.add(target)
-        faults.append(FaultSpec(target, kind, start + lead_in_s, duration, mag))  # type: ignore[arg-type]
+        faults.append(FaultSpec(target, kind, start + lead_in_s, duration, mag, ramp))  # type: ignore[arg-type]
     return Simulator(n_services, seed, start_unix_nano, faults=faults, topology=topo, **kwargs)
