@@ -172,7 +172,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     stop = _stop_event()
     threading.Thread(target=announce, daemon=True).start()
     if args.duration is not None:
-        threading.Timer(args.duration, stop.set).start()
+        timer = threading.Timer(args.duration, stop.set)
+        timer.daemon = True  # Ctrl-C must not wait for it
+        timer.start()
     t0 = time.monotonic()
     try:
         pipeline = service.run(stop)

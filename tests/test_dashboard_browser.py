@@ -131,3 +131,49 @@ def test_open_an_incident_approve_the_rollback_and_watch_it_resolve(browser: Any
     browser.get(base + "/ui/health")
     wait(lambda d: d.find_element(By.ID, "headlines").text, 10, "the health figures")
     browser.save_screenshot(str(shots / "5-health.png"))
+
+
+def test_the_demo_loop_in_the_browser(browser: Any, tmp_path: Path) -> None:
+    """What a newcomer does: start ``aiops demo``, open the printed address, approve the rollback."""
+    import subprocess
+    import sys
+    import time
+
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def wait(cond: Any, timeout: float, what: str) -> Any:
+        return WebDriverWait(browser, timeout, 0.3, (NoSuchElementException, StaleElementReferenceException)).until(
+            cond, f"timed out waiting for {what}")  # fmt: skip
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIOPS_")}
+    out = (tmp_path / "demo.out").open("w")
+    demo = subprocess.Popen([sys.executable, "-m", "aiops", "demo", "--port", "0", "--speed", "120", "--token", "tok-demo",
+                             "--data-dir", str(tmp_path / "data"), "--duration", "150"],
+                            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)  # fmt: skip
+    try:
+        port_file = tmp_path / "data" / "api.port"
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            assert demo.poll() is None and time.monotonic() < deadline, (tmp_path / "demo.out").read_text()
+            time.sleep(0.1)
+        browser.get(f"http://127.0.0.1:{port_file.read_text()}/")
+        browser.find_element(By.ID, "token").send_keys("tok-demo")
+        browser.find_element(By.ID, "save-token").click()
+        row = wait(lambda d: next((r for r in d.find_elements(By.CSS_SELECTOR, "tr.incident")
+                                   if "rollback" in r.text and r.get_attribute("data-status") == "open"), None),
+                   90, "the bad release's incident with its rollback proposal")  # fmt: skip
+        row.find_element(By.TAG_NAME, "a").click()
+        wait(lambda d: d.find_element(By.CSS_SELECTOR, "#graph g.node.rc1"), 10, "the graph with the top candidate")
+        approve = wait(lambda d: (b := d.find_element(By.CSS_SELECTOR, 'button[data-decide="approve"]')).is_enabled() and b,
+                       10, "the Approve button")  # fmt: skip
+        approve.click()
+        wait(lambda d: d.find_element(By.ID, "incident").get_attribute("data-status") == "resolved", 60,
+             "the incident to resolve after the rollback")  # fmt: skip
+        assert browser.find_elements(By.CSS_SELECTOR, '[data-status="succeeded"]'), "the rollback ran"
+        browser.save_screenshot(str(_shots() / "6-demo-resolved.png"))
+    finally:
+        demo.terminate()
+        demo.wait(timeout=30)
+        out.close()
