@@ -154,7 +154,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     transport = None if settings.notify_config().webhook_url or settings.notify.bot_token else ConsoleTransport(say)
     service = Service(settings, lambda inc: say(describe(inc)), source=PacedSimulatorSource(sim, args.speed),
-                      transport=transport, now_ns=lambda: sim.now_unix_nano)  # fmt: skip
+                      transport=transport, now_ns=lambda: sim.now_unix_nano, faults=sim)  # fmt: skip
     say(f"aiops {__version__} demo: {args.services} simulated services, {args.speed:g}x real time; "
         f"faults are injected on a schedule (Ctrl-C stops).")  # fmt: skip
     for f in sim.truth:

@@ -25,7 +25,7 @@ from kafka import KafkaProducer
 from aiops.act.executor import Executor
 from aiops.act.model import Action
 from aiops.act.playbooks import load_playbooks
-from aiops.api.app import ApiContext, create_app
+from aiops.api.app import ApiContext, Faults, create_app
 from aiops.api.auth import TokenTable
 from aiops.api.server import ApiServer
 from aiops.config import Settings
@@ -63,13 +63,14 @@ class Source(Protocol):
 class Service:
     def __init__(self, settings: Settings, on_incident: Callable[[Incident], None] | None = None, *,
                  source: Source | None = None, transport: Transport | None = None,
-                 now_ns: Callable[[], int] = time.time_ns) -> None:  # fmt: skip
+                 now_ns: Callable[[], int] = time.time_ns, faults: Faults | None = None) -> None:  # fmt: skip
         """``source`` replaces the Kafka consumer (and the dead-letter topic with a file under
         ``data_dir``); ``transport`` replaces Slack (the demo prints messages); ``now_ns`` is the
-        clock timestamps are checked against (the simulator's, in the demo)."""
+        clock timestamps are checked against (the simulator's, in the demo); ``faults`` lets the
+        API inject faults into it (``POST /demo/faults``)."""
         self.settings = settings
         self.on_incident = on_incident
-        self._source, self._transport, self._now_ns = source, transport, now_ns
+        self._source, self._transport, self._now_ns, self._faults = source, transport, now_ns, faults
         self._anomalies: list[Anomaly] = []
         self._commands: queue.Queue[tuple[Callable[[Pipeline], Any], Future[Any]]] = queue.Queue()
         self._pipeline_thread: int | None = None
@@ -190,7 +191,8 @@ class Service:
         assert self.pipeline is not None
         views = PipelineViews(self.pipeline, self.lock, s, list(self.executor.playbooks.values()) if self.executor else [])
         ctx = ApiContext(store, TokenTable(s.api_tokens), s.slack_signing_secret, dict(s.slack_users), s.api_read_role,
-                         self.executor, self.notifier, self.learner, self._health, self._snapshot, views=views)  # fmt: skip
+                         self.executor, self.notifier, self.learner, self._health, self._snapshot,
+                         faults=self._faults, views=views)  # fmt: skip
         self.api = ApiServer(create_app(ctx), s.api_host, s.port, s.data_dir / "api.port")
         self.api.start()
         threads = []

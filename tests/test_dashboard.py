@@ -227,3 +227,27 @@ def test_evidence_order_and_edges() -> None:
     assert evidence.evidence_series(record) == ["f/x", "a/1", "b/2{peer=c}"]
     assert evidence.hot_edges(record) == {("b", "c"), ("a", "b"), ("b", "a")}
     assert evidence.spans(record, "a/1", 100) == [(3, 9)]
+
+
+def test_the_demo_injects_faults_on_demand(tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from aiops.api.app import ApiContext, create_app
+    from aiops.api.auth import TokenTable
+    from aiops.sim import Simulator
+    from aiops.store.sqlite import Store
+
+    sim = Simulator(6, 0)
+    store = Store(tmp_path / "a.db")
+    client = TestClient(create_app(ApiContext(store, TokenTable({"ta": "approver:ann", "te": "expert:eve"}), faults=sim)))
+    page = client.get("/").text
+    assert 'form id="inject"' in page and '<option value="cart">' in page
+    body = {"service": "cart", "kind": "bad_release", "duration_s": 300}
+    assert client.post("/demo/faults", json=body, headers={"Authorization": "Bearer te"}).status_code == 403
+    assert client.post("/demo/faults", json={**body, "service": "nope"}, headers={"Authorization": "Bearer ta"}).status_code == 404
+    assert client.post("/demo/faults", json={**body, "duration_s": 5}, headers={"Authorization": "Bearer ta"}).status_code == 422
+    r = client.post("/demo/faults", json=body, headers={"Authorization": "Bearer ta"})
+    assert r.status_code == 201 and r.json()["fault"] == "bad_release" and r.json()["service"] == "cart"
+    assert sim.truth[-1]["fault"] == "bad_release" and store.audit_log()[0]["action"] == "demo.fault"
+    plain = TestClient(create_app(ApiContext(store, TokenTable({}))))
+    assert 'form id="inject"' not in plain.get("/").text and plain.post("/demo/faults", json=body).status_code == 404

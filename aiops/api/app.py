@@ -36,6 +36,14 @@ SLACK_MAX_AGE_S = 300  # Slack's replay window: a signed request older than this
 _NAME = r"^[A-Za-z0-9._:/@-]{1,256}$"
 
 
+class Faults(Protocol):
+    """The demo's simulator: faults on demand (``aiops demo`` only)."""
+
+    def fault_targets(self) -> list[str]: ...
+    def inject(self, service: str, kind: str, duration_s: float, magnitude: float | None = None,
+               ramp_s: float = 0.0) -> dict[str, Any]: ...  # fmt: skip
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -54,6 +62,14 @@ class DecisionIn(_In):
     decision: Literal["approve", "reject"]
     comment: str = Field(default="", max_length=2000)
     params: dict[str, int | float | str] | None = Field(default=None, description="override the proposed parameters")
+
+
+class FaultIn(_In):
+    service: str = Field(pattern=_NAME)
+    kind: Literal["cpu", "latency", "errors", "memory_leak", "crash", "bad_release"]
+    duration_s: float = Field(default=300.0, ge=30, le=7200)
+    magnitude: float | None = Field(default=None, ge=0, le=5)
+    ramp_s: float = Field(default=0.0, ge=0, le=7200)
 
 
 class RevertIn(_In):
@@ -109,6 +125,7 @@ class ApiContext:
     health: Callable[[], dict[str, Any]] = dict
     snapshot: Callable[[], dict[str, float]] = dict
     clock: Callable[[], float] = time.time
+    faults: Faults | None = None  # the demo's simulator: POST /demo/faults
     views: DashboardViews | None = None  # live pipeline state for the dashboard (None: store only)
 
 
@@ -298,6 +315,21 @@ def create_app(ctx: ApiContext) -> FastAPI:
                who: Annotated[Principal, Depends(role("approver"))]) -> dict[str, Any]:  # fmt: skip
         """Make an earlier version live again (itself recorded as a new version)."""
         return need(ctx.learner, "feedback learning").revert(name, body.version, who.who)
+
+    if ctx.faults is not None:
+        faults = ctx.faults
+
+        @app.post("/demo/faults", status_code=201)
+        def inject(body: FaultIn, who: Annotated[Principal, Depends(role("approver"))]) -> dict[str, Any]:
+            """Break something in the simulated shop now (``aiops demo`` only)."""
+            try:
+                truth = faults.inject(body.service, body.kind, body.duration_s, body.magnitude, body.ramp_s)
+            except KeyError as e:
+                raise NotFound(str(e.args[0])) from None
+            except ValueError as e:
+                raise InvalidRequest(str(e)) from None
+            ctx.store.audit(who.who, "demo.fault", body.service, kind=body.kind, duration_s=body.duration_s)
+            return truth
 
     @app.get("/audit", dependencies=[Depends(role("expert"))])
     def audit(target: Annotated[str | None, Query(max_length=512)] = None,

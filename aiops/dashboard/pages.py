@@ -35,8 +35,23 @@ def _forecast_cell(f: dict[str, Any] | None) -> str:
     return esc(f"{f['slo']}: {f['outcome']}")
 
 
-def incidents_page(records: list[dict[str, Any]], actions: list[dict[str, Any]], show: str) -> str:
-    """Incidents, open first then newest, with their latest remediation."""
+FAULT_KINDS = ("bad_release", "latency", "errors", "cpu", "memory_leak", "crash")
+
+
+def inject_form(targets: list[str]) -> str:
+    """The demo's "break something" form (sent by the page script to ``POST /demo/faults``)."""
+    options = "".join(f'<option value="{esc(t)}">{esc(t)}</option>' for t in targets)
+    kinds = "".join(f'<option value="{k}">{k.replace("_", " ")}</option>' for k in FAULT_KINDS)
+    return ('<form id="inject" class="inject"><strong>Inject a fault:</strong> '
+            f'<select name="service" aria-label="service">{options}</select> '
+            f'<select name="kind" aria-label="fault">{kinds}</select> '
+            '<input name="duration_s" type="number" min="30" max="7200" value="300" aria-label="seconds"> s '
+            '<button type="submit">Inject</button></form>')  # fmt: skip
+
+
+def incidents_page(records: list[dict[str, Any]], actions: list[dict[str, Any]], show: str,
+                   fault_targets: list[str] | None = None) -> str:  # fmt: skip
+    """Incidents, open first then newest, with their latest remediation (and, in the demo, a fault form)."""
     latest: dict[str, dict[str, Any]] = {}
     for a in sorted(actions, key=lambda a: a["proposed_at"]):
         latest[a["incident_id"]] = a
@@ -50,6 +65,8 @@ def incidents_page(records: list[dict[str, Any]], actions: list[dict[str, Any]],
             f'<div class="card"><b>{predicted}</b>predicted</div><div class="card"><b>{waiting}</b>awaiting approval</div>'
             f'<div class="card"><b>{len(records)}</b>in total</div></div>'),
             '<p class="filter">Show: ' + " · ".join(link(f"/?show={s}", s, s == show) for s in ("all", "open")) + "</p>"]
+    if fault_targets:
+        body.append(inject_form(fault_targets))
     if not rows:
         body.append('<p class="muted">No incidents.</p>')
         return "".join(body)

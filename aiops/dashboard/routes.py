@@ -49,7 +49,8 @@ def mount(app: FastAPI, ctx: ApiContext, views: DashboardViews, dependencies: li
 
     @ui.get("/", response_class=HTMLResponse)
     def incidents(show: Literal["all", "open"] = "all") -> HTMLResponse:
-        return _html("Incidents", pages.incidents_page(ctx.store.incidents(), actions(), show), "/")
+        targets = ctx.faults.fault_targets() if ctx.faults is not None else None
+        return _html("Incidents", pages.incidents_page(ctx.store.incidents(), actions(), show, targets), "/")
 
     @ui.get("/ui/incidents/{incident_id}", response_class=HTMLResponse)
     def incident(incident_id: str) -> HTMLResponse:

@@ -8,6 +8,8 @@ call it, so an approved remediation visibly changes the simulated telemetry:
     POST /scale     {"service": s, "replicas": n}     per-replica load falls; the rollout restarts it
     POST /traffic   {"service": s, "canary_weight": w}  w % to the newest release (0..100)
     POST /rollback  {"service": s, "version": v?}     ends an active bad release; a deployment event
+    POST /fault     {"service": s, "kind": k, "duration_s": d, "magnitude": m?, "ramp_s": r?}
+                                                      injects a fault now (the demo's on-demand faults)
 
 Answers are JSON; a bad request gets 400 and an unknown service 404, with ``{"error": ...}``.
 """
@@ -53,6 +55,10 @@ def _handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
         "/traffic": (("service", "canary_weight"),
                      lambda b: sim.shift_traffic(str(b["service"]), float(b["canary_weight"]))),
         "/rollback": (("service",), lambda b: sim.rollback(str(b["service"]), b.get("version") and str(b["version"]))),
+        "/fault": (("service", "kind", "duration_s"),
+                   lambda b: sim.inject(str(b["service"]), str(b["kind"]), float(b["duration_s"]),
+                                        None if b.get("magnitude") is None else float(b["magnitude"]),
+                                        float(b.get("ramp_s") or 0.0))),
     }  # fmt: skip
 
     class Handler(BaseHTTPRequestHandler):

@@ -188,6 +188,20 @@ class Simulator:
             self._pending_deploys.append((service, target))
             return {"service": service, "version": target, "ended_bad_release": False}
 
+    def fault_targets(self) -> list[str]:
+        """Every service a fault can be injected into (backends included)."""
+        return sorted(self.topology.services)
+
+    def inject(self, service: str, kind: str, duration_s: float, magnitude: float | None = None,
+               ramp_s: float = 0.0) -> dict[str, Any]:
+        """Start a fault now (the demo's "break something" button); returns its ground truth."""
+        with self._lock:
+            if service not in self.topology.services:
+                raise KeyError(f"no service {service!r}; known: {', '.join(sorted(self.topology.services))}")
+            fault = FaultSpec(service, kind, self._k * self.step_seconds, duration_s, magnitude, ramp_s)  # type: ignore[arg-type]
+            self.faults.append(fault)
+            return fault.truth(self.start_unix_nano)
+
     def control_state(self) -> dict[str, Any]:
         """Replicas, traffic weights and versions per monitored service."""
         with self._lock:

@@ -120,6 +120,25 @@
     refresh();
   });
 
+  document.addEventListener("submit", async (ev) => {
+    const form = ev.target.closest("form#inject");
+    if (!form) return;
+    ev.preventDefault();
+    if (!token()) {
+      notice("Enter an approver's API token first.", false);
+      return;
+    }
+    const f = new FormData(form);
+    try {
+      const t = await api("POST", "/demo/faults", {
+        service: f.get("service"), kind: f.get("kind"), duration_s: Number(f.get("duration_s")),
+      });
+      notice("Injected: " + t.fault + " on " + t.service + ".", true);
+    } catch (e) {
+      notice("Refused: " + e.message, false);
+    }
+  });
+
   $("token-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const value = $("token").value.trim();
