@@ -193,6 +193,18 @@ def nearest_incident(incidents: Iterable[Incident], target_ns: int, lo_ns: int, 
     return min(found, key=lambda i: (_anomaly_distance(i, target_ns), -len(i.anomalies), i.opened_at_unix_nano, i.id))
 
 
+def case_result(run: Run, answer: Incident | None, ranked: list[str], ranked_b: list[str], root: Truth,
+                keep: int = 10) -> dict[str, Any]:  # fmt: skip
+    """What both harnesses report per case: rankings (a) and (b), the naive one, ranks, rejects."""
+    naive = naive_ranking(answer)
+    return {
+        "ranking": ranked[:keep], "ranking_b": ranked_b[:keep], "naive": naive[:keep],
+        "rank": rank_of(ranked, root), "rank_b": rank_of(ranked_b, root), "naive_rank": rank_of(naive, root),
+        "top_reason": answer.root_causes[0].reason if answer and answer.root_causes else None,
+        "rejects": run.rejects, "reject_reasons": run.reject_reasons, "reject_example": run.reject_example,
+    }  # fmt: skip
+
+
 def _truth_set(truth: Truth) -> set[str]:
     return {truth} if isinstance(truth, str) else set(truth)
 

@@ -56,13 +56,12 @@ from _rca_eval import (
     Run,
     as_at_k,
     avg_at_k,
+    case_result,
     emit,
     first_incident,
     latest_versions,
     median,
-    naive_ranking,
     pipeline_accepts_topology,
-    rank_of,
     ranking,
     ranking_given,
     replay,
@@ -132,7 +131,6 @@ def score_case(case_dir: Path, run: Run, mode: str) -> dict[str, Any]:
     # Did an incident that opened earlier (an earlier fault's) absorb anomalies of this one?
     absorbed = [i for i in incidents if i.opened_at_unix_nano < lo
                 and any(lo <= a.first_seen_unix_nano <= hi for a in i.anomalies)]  # fmt: skip
-    ranked_a, naive = ranking(first), naive_ranking(first)
     ranked_b = ranking_given(run, lo, onset + GIVEN_AFTER_S * 10**9)
     return {
         "mode": mode,
@@ -150,16 +148,7 @@ def score_case(case_dir: Path, run: Run, mode: str) -> dict[str, Any]:
         "chosen_series": sorted({a.series for a in first.anomalies})[:20] if first else [],
         "root_anomalous": any(a.service == root for a in first.anomalies) if first else False,
         "given_anomalies": sum(1 for a in run.anomalies if lo <= a.first_seen <= onset + GIVEN_AFTER_S * 10**9),
-        "ranking": ranked_a[:KEEP],
-        "ranking_b": ranked_b[:KEEP],
-        "naive": naive[:KEEP],
-        "rank": rank_of(ranked_a, root),
-        "rank_b": rank_of(ranked_b, root),
-        "naive_rank": rank_of(naive, root),
-        "top_reason": first.root_causes[0].reason if first and first.root_causes else None,
-        "rejects": run.rejects,
-        "reject_reasons": run.reject_reasons,
-        "reject_example": run.reject_example,
+        **case_result(run, first, ranking(first), ranked_b, root, KEEP),
         "topology_passed": run.topology_passed,
         "stats": run.stats,
         "replay_s": run.seconds,

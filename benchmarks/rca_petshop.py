@@ -44,12 +44,11 @@ import petshop_loader
 from _rca_eval import (
     ac_at_k,
     avg_at_k,
+    case_result,
     emit,
     latest_versions,
-    naive_ranking,
     nearest_incident,
     pipeline_accepts_topology,
-    rank_of,
     ranking,
     ranking_given,
     replay,
@@ -89,7 +88,6 @@ def run_case(petshop_dir: str, case_id: str, bank: dict[str, Any] | None) -> dic
     target = truth["target"]["node"]
     holding = [i for i in incidents if target in i.services]
     chosen = nearest_incident(holding, onset, lo, hi) or nearest_incident(incidents, onset, lo, hi)
-    ranked, naive = ranking(chosen), naive_ranking(chosen)
     ranked_b = ranking_given(run, lo, hi)
     # An incident opened before the window that took in the anomalies is not eligible;
     # count it, since it means the grouping (not the ranking) lost the case.
@@ -112,16 +110,7 @@ def run_case(petshop_dir: str, case_id: str, bank: dict[str, Any] | None) -> dic
         "root_anomalous": bool(root_anoms),
         "root_first_rel_s": min(a.first_seen_unix_nano - onset for a in root_anoms) / 1e9 if root_anoms else None,
         "first_rel_s": min(a.first_seen_unix_nano - onset for a in chosen.anomalies) / 1e9 if chosen and chosen.anomalies else None,
-        "ranking": ranked[:KEEP],
-        "naive": naive[:KEEP],
-        "ranking_b": ranked_b[:KEEP],
-        "rank": rank_of(ranked, root),
-        "rank_b": rank_of(ranked_b, root),
-        "naive_rank": rank_of(naive, root),
-        "top_reason": chosen.root_causes[0].reason if chosen and chosen.root_causes else None,
-        "rejects": run.rejects,
-        "reject_reasons": run.reject_reasons,
-        "reject_example": run.reject_example,
+        **case_result(run, chosen, ranking(chosen), ranked_b, root, KEEP),
         "topology_passed": run.topology_passed,
         "points": run.stats["points"],
         "anomalies": run.stats["anomalies"],
