@@ -44,7 +44,8 @@ def _http(method: str, url: str, body: Any = None, token: str | None = None,
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read() or b"null")
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+        with e:  # an error response holds its connection until closed
+            return e.code, json.loads(e.read() or b"null")
 
 
 def _wait(cond: Any, timeout: float, what: str, proc: subprocess.Popen) -> Any:
