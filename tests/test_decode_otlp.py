@@ -385,6 +385,15 @@ def test_garbage_refused_whole(signal, fmt):
     assert not len(d.metrics) and not d.logs and not d.spans
 
 
+@pytest.mark.parametrize("signal", ["metrics", "logs", "spans"])
+def test_invalid_utf8_inside_a_json_string_refused_whole(signal):
+    # msgspec raises UnicodeDecodeError here, not DecodeError: found by tests/reliability/test_poison.py
+    block = {"metrics": b"resourceMetrics", "logs": b"resourceLogs", "spans": b"resourceSpans"}[signal]
+    payload = b'{"' + block + b'":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"\xf9"}}]}}]}'
+    d = decode(msg(signal, "otlp_json", payload))
+    assert len(d.rejects) == 1 and d.rejects[0].raw == payload and "utf-8" in d.rejects[0].reason
+
+
 def test_wrong_schema_json_names_the_path():
     payload = json.dumps({"resourceMetrics": [{"scopeMetrics": "oops"}]}).encode()
     d = decode_otlp_json(msg("metrics", "otlp_json", payload))

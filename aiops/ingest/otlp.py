@@ -165,7 +165,8 @@ def decode_otlp_json(msg: Message) -> Decoded:
     """Decode one ``otlp_json`` message; never raises for bad input."""
     try:
         request = schema.DECODERS[msg.signal].decode(msg.payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as e:
+        # msgspec raises UnicodeDecodeError (not DecodeError) for invalid UTF-8 inside a string
         return _refused(msg, f"invalid OTLP/JSON {msg.signal} request: {e}")
     return _walk(msg, request, _JSON)
 
