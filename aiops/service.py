@@ -83,6 +83,7 @@ class Service:
         self.api: ApiServer | None = None
         self.monitor: EngineMonitor | None = None
         self.lock = threading.RLock()  # held while the pipeline's state changes; the dashboard reads under it
+        self._dead_letter: DeadLetterSink | None = None
 
     # --- the pipeline thread's outputs ---------------------------------------------------------
     def _incident(self, inc: Incident) -> None:
@@ -220,6 +221,7 @@ class Service:
             dead_letter: DeadLetterSink = KafkaDeadLetter(producer, s.kafka_deadletter_topic)
         else:
             dead_letter = FileDeadLetter(s.data_dir / "deadletter.jsonl")
+        self._dead_letter = dead_letter
         pipeline = self.pipeline = Pipeline(dead_letter, self._incident, self._anomalies.append, now_ns=self._now_ns,
                                             **s.pipeline_options())  # fmt: skip
         self._pipeline_thread = threading.get_ident()
@@ -294,6 +296,8 @@ class Service:
 
     def _checkpoint(self, store: Store, pipeline: Pipeline, source: Source, offsets: dict[str, int]) -> dict[str, int]:
         offsets = {**offsets, **source.positions}
+        if self._dead_letter is not None:
+            self._dead_letter.flush()  # the refused records of these offsets are in the dead-letter topic first
         store.commit([], self._anomalies, (CHECKPOINT, pipeline.snapshot(), offsets))
         source.commit(offsets)
         self._anomalies.clear()  # the pipeline holds this list's append

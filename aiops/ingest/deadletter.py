@@ -1,4 +1,9 @@
-"""Where refused records go: a JSONL file in replay, a Kafka topic in service mode."""
+"""Where refused records go: a JSONL file in replay, a Kafka topic in service mode.
+
+``write`` may buffer; ``flush`` makes everything written so far durable. The service flushes
+before it stores a checkpoint and commits offsets, so a refused record is never lost, and the
+hot path never waits for the broker record by record (poison traffic must not slow good traffic).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ from aiops.ingest.records import Reject
 
 class DeadLetterSink(Protocol):
     def write(self, rejects: list[Reject]) -> None: ...
+
+    def flush(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -28,6 +35,9 @@ class FileDeadLetter:
             self._fh.write(r.to_json() + "\n")
         self._fh.flush()
 
+    def flush(self) -> None:
+        self._fh.flush()
+
     def close(self) -> None:
         self._fh.close()
 
@@ -40,6 +50,9 @@ class MemoryDeadLetter:
 
     def write(self, rejects: list[Reject]) -> None:
         self.rejects.extend(rejects)
+
+    def flush(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -55,8 +68,9 @@ class KafkaDeadLetter:
     def write(self, rejects: list[Reject]) -> None:
         for r in rejects:
             self.producer.send(self.topic, key=r.source.encode(), value=r.to_json().encode())
-        if rejects:
-            self.producer.flush()
+
+    def flush(self) -> None:
+        self.producer.flush()
 
     def close(self) -> None:
         self.producer.flush()
