@@ -3,7 +3,8 @@
 Offsets are never auto-committed. The service stores its state with the offsets that state has
 seen, then commits exactly those (:meth:`KafkaSource.commit`), so a crash at any point replays
 at most the tail since the last checkpoint (at-least-once), and on restart the consumer seeks
-to the checkpoint's offsets (:meth:`KafkaSource.open`) so that state and position agree.
+to the checkpoint's offsets (:meth:`KafkaSource.open`) so that state and position agree; after a
+rebalance, a partition that comes back resumes where the state left it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.errors import KafkaError
 
 from aiops.ingest.records import Message, Signal, WireFormat
 
@@ -28,7 +30,11 @@ class _Listener(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
-            self.source.positions.pop(_name(tp), None)
+            # Remember where the state is: if the partition comes back (a rejoin after the broker
+            # expired this member), it must resume here, not at the group's last commit.
+            position = self.source.positions.pop(_name(tp), None)
+            if position is not None:
+                self.source.resume[_name(tp)] = position
         log.info("partitions revoked: %s", sorted(map(_name, revoked)))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -95,8 +101,15 @@ class KafkaSource:
         assert self.consumer is not None, "open() first"
         owned = {_name(tp): tp for tp in self.consumer.assignment()}
         to_commit = {owned[n]: OffsetAndMetadata(o, "", -1) for n, o in offsets.items() if n in owned}
-        if to_commit:
+        if not to_commit:
+            return
+        try:
             self.consumer.commit(to_commit)
+        except KafkaError as e:
+            # Broker down or restarting: the checkpoint holding these offsets is already stored (and
+            # is where a restart resumes), so only the group's offsets lag until the next commit.
+            # Raising here would kill the service while kafka-python reconnects by itself.
+            log.warning("offset commit failed; the next checkpoint commits again: %r", e)
 
     def close(self) -> None:
         if self.consumer is not None:
