@@ -36,7 +36,8 @@ def main() -> None:
 
     from kafka_broker import KafkaBroker
     from poison_records import interleave, poison
-    from test_kafka_service import _committed, _create, _env, _feed, _reference, _sends, _start, _stop
+    from service_harness import _committed, _env, _reference, _start, _stop
+    from test_kafka_service import _create, _feed, _sends
     from test_poison import produce_each
 
     feed = _feed(minutes=args.minutes)

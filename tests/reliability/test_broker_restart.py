@@ -11,8 +11,17 @@ from __future__ import annotations
 import time
 
 import pytest
-from service_harness import (_anomaly_keys, _committed, _env, _reference, _reference_anomalies, _restored,
-                             _start, _stop, _wait)  # fmt: skip
+from service_harness import (
+    _anomaly_keys,
+    _committed,
+    _env,
+    _reference,
+    _reference_anomalies,
+    _restored,
+    _start,  # fmt: skip
+    _stop,
+    _wait,
+)
 
 from aiops.sim import FaultSpec, Simulator
 from aiops.sim.kafka import produce

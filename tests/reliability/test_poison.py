@@ -24,20 +24,18 @@ from collections import Counter
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from poison_records import KINDS, interleave, poison
-from test_kafka_service import (
+from service_harness import (
     _anomaly_keys,
     _committed,
-    _create,
     _env,
-    _feed,
     _reference,
     _reference_anomalies,
     _restored,
-    _sends,
     _start,
     _stop,
     _wait,
 )
+from test_kafka_service import _create, _feed, _sends
 
 pytestmark = pytest.mark.kafka
 
