@@ -11,7 +11,6 @@ dashboard's :class:`~aiops.dashboard.PipelineViews` copies under.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from aiops.correlate.contract import Incident
 from aiops.dashboard import PipelineViews
 from aiops.ingest.deadletter import MemoryDeadLetter
 from aiops.pipeline import Pipeline
-from aiops.sim import FaultSpec, Simulator
+from aiops.sim import DEFAULT_START_UNIX_NANO, FaultSpec, Simulator
 from aiops.sim.control import ControlServer
 from aiops.sim.source import SimulatorSource
 from aiops.store.sqlite import Store
@@ -41,7 +40,9 @@ FAULT_AT_S = 3600  # the detectors get an hour of normal traffic first
 
 class ShopLoop:
     def __init__(self, root: Path, **api: Any) -> None:
-        self.sim = Simulator(n_services=8, seed=3, start_unix_nano=time.time_ns() - 4 * 3600 * 10**9, step_seconds=10,
+        # a fixed start: the simulated load follows the time of day, so a wall-clock start made the
+        # incident (and its proposal) depend on when the test ran
+        self.sim = Simulator(n_services=8, seed=3, start_unix_nano=DEFAULT_START_UNIX_NANO, step_seconds=10,
                              faults=[FaultSpec("cart", "bad_release", FAULT_AT_S, 3600, 0.5)])  # fmt: skip
         self.control = ControlServer(self.sim)
         executor_config = ExecutorConfig(playbooks_dir=PLAYBOOKS, target="sim", sim_control_url=self.control.url)
