@@ -142,11 +142,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     progress = _Progress()
     control = ControlServer(sim)
     base = load_settings(args.config)
-    settings = load_settings(
-        args.config, data_dir=data_dir, port=args.port, api_tokens={**base.api_tokens, token: "approver:demo"},
-        executor=base.executor.model_copy(update={"target": "sim", "sim_control_url": control.url,
-                                                  "playbooks_dir": _playbooks_dir(base.executor)}),
-    )  # fmt: skip
+    settings = base.model_copy(update={
+        "data_dir": data_dir, "port": args.port, "api_tokens": {**base.api_tokens, token: "approver:demo"},
+        "executor": base.executor.model_copy(update={"target": "sim", "sim_control_url": control.url,
+                                                     "playbooks_dir": _playbooks_dir(base.executor)}),
+    })  # fmt: skip
 
     def say(line: str) -> None:
         progress.done()

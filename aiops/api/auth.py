@@ -12,8 +12,6 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-from aiops.errors import Forbidden
-
 ROLES = ("viewer", "expert", "approver")
 
 
@@ -51,8 +49,3 @@ class TokenTable:
         if found is None:
             raise Unauthorized("invalid token")
         return found
-
-    @staticmethod
-    def require(principal: Principal, role: str) -> None:
-        if not principal.can(role):
-            raise Forbidden(f"{principal.who} has role {principal.role}; this needs {role}")
