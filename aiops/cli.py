@@ -194,11 +194,21 @@ def _playbooks_dir(executor: Any) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from aiops.service import Service
-
-    settings = load_settings(args.config, data_dir=Path(args.data_dir) if args.data_dir else None)
+    settings = load_settings(args.config, data_dir=Path(args.data_dir) if args.data_dir else None, role=args.role)
     stop = _stop_event()
-    Service(settings, on_incident=lambda inc: print(inc.model_dump_json(), flush=True)).run(stop)
+    print_incident = lambda inc: print(inc.model_dump_json(), flush=True)  # noqa: E731
+    if settings.role == "detect":
+        from aiops.scale.detect import DetectWorker
+
+        DetectWorker(settings).run(stop)
+    elif settings.role == "incidents":
+        from aiops.scale.incidents import run_incidents
+
+        run_incidents(settings, stop, print_incident)
+    else:
+        from aiops.service import Service
+
+        Service(settings, on_incident=print_incident).run(stop)
     return 0
 
 
@@ -243,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
     u = sub.add_parser("run", help="the service: Kafka in, incidents out (settings: --config and AIOPS_*)")
     u.add_argument("--config", help="YAML settings file")
     u.add_argument("--data-dir", help="where SQLite, models/ and checkpoints live (AIOPS_DATA_DIR)")
+    u.add_argument("--role", choices=("all", "detect", "incidents"),
+                   help="all (default): the whole engine in this process; detect: detectors for the telemetry "
+                        "partitions this process gets; incidents: correlation, RCA, Slack, API and playbooks, "
+                        "one active process with standbys (AIOPS_ROLE)")  # fmt: skip
     u.set_defaults(func=cmd_run)
     return p
 

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     kafka_format: WireFormat = "otlp_proto"  # the Collector kafka exporter's default encoding
     kafka_topic_formats: dict[str, WireFormat] = Field(default_factory=dict)  # per-topic override
     kafka_deadletter_topic: str = "aiops.deadletter"
+    kafka_topic_anomalies: str = "aiops.anomalies"  # detect processes' findings, for the incident stage
+    kafka_topic_topology: str = "aiops.topology"  # detect processes' call-graph updates
+    kafka_topic_leader: str = "aiops.leader"  # one partition: its owner is the active incident stage
+    kafka_internal_partitions: int = Field(default=6, ge=1)  # for the two topics above, when aiops creates them
+    role: Literal["all", "detect", "incidents"] = "all"  # which part of the engine this process runs
     kafka_session_timeout_ms: int = 10_000
     kafka_max_poll_records: int = 2000
     checkpoint_interval_s: float = 5.0  # state + offsets are stored, then committed, this often

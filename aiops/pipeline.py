@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from aiops.detect.models import ModelInfo, load_bank, save_bank, save_json_model
 from aiops.detect.policy import DetectionPolicy, PolicyTable
 from aiops.detect.series import SeriesIndex, rounds
 from aiops.errors import StateError
-from aiops.forecast.engine import ForecastConfig, Forecaster
+from aiops.forecast.engine import ForecastConfig, Forecaster, Prediction
 from aiops.forecast.slo import SloPolicy
 from aiops.learn.recorder import SeriesRecorder
 from aiops.ingest.aggregate import LogMetrics, SpanMetrics
@@ -104,7 +104,27 @@ def _reason_class(reason: str) -> str:
     return reason.split(":", 1)[0][:60]
 
 
+class Correlator(Protocol):
+    """What detection tells: the in-process :class:`IncidentManager`, or the detect role's
+    :class:`~aiops.scale.findings.FindingsWriter`, which ships the same calls to the incident stage.
+
+    Built from the pipeline's change index, call graph and set of monitored services.
+    """
+
+    def on_activity(self, activity: Activity, keys: list[str], may_open: bool = True) -> list[Incident]: ...
+    def on_predictions(self, predictions: list[Prediction]) -> list[Incident]: ...
+    def tick(self, watermark: int) -> list[Incident]: ...
+    def state(self) -> dict[str, Any]: ...
+    def load_state(self, state: dict[str, Any]) -> None: ...
+
+
+def correlate_here(changes: ChangeIndex, graph: DependencyGraph, own: set[str]) -> IncidentManager:
+    return IncidentManager(changes, graph, own.__contains__)
+
+
 class Pipeline:
+    detects = True  # runs the detectors itself (the incident stage of a scaled-out install does not)
+
     def __init__(
         self,
         dead_letter: DeadLetterSink,
@@ -119,13 +139,14 @@ class Pipeline:
         slos: SloPolicy | None = None,
         forecast: ForecastConfig | None = None,
         record_points: int = 180,
+        correlator: Callable[[ChangeIndex, DependencyGraph, set[str]], Correlator] = correlate_here,
     ) -> None:
         self.dead_letter = dead_letter
         self.on_incident = on_incident
         self.on_anomaly = on_anomaly
         self._policy, self._now_ns, self._window_s = policy, now_ns, window_s
         self._bank_config, self._detection, self._topology = bank_config, detection, topology
-        self._slos, self._forecast = slos, forecast
+        self._slos, self._forecast, self._correlator = slos, forecast, correlator
         self.recorder = SeriesRecorder(record_points)  # recent points, to replay a model change on
         self._install(self._fresh())
 
@@ -150,7 +171,7 @@ class Pipeline:
             "forecaster": Forecaster(policy.slo_rules, self._forecast),
             "episodes": EpisodeTracker(),
             "changes": changes,
-            "incidents": IncidentManager(changes, graph, own.__contains__),
+            "incidents": self._correlator(changes, graph, own),
             "stats": Stats(),
         }
 
@@ -165,7 +186,7 @@ class Pipeline:
         self.forecaster: Forecaster = stages["forecaster"]
         self.episodes: EpisodeTracker = stages["episodes"]
         self.changes: ChangeIndex = stages["changes"]
-        self.incidents: IncidentManager = stages["incidents"]
+        self.incidents: Any = stages["incidents"]  # an IncidentManager unless the correlator says otherwise
         self.stats: Stats = stages["stats"]
         self.graph: DependencyGraph = stages["graph"]
         self._own: set[str] = stages["own"]
@@ -221,12 +242,13 @@ class Pipeline:
             empty = np.zeros(0, dtype=np.int64)
             self._opened(Activity(found, empty, empty, np.zeros(0)), may_open=False)
 
-    def _opened(self, activity: Activity, may_open: bool = True) -> None:
+    def _opened(self, activity: Activity, may_open: bool = True, keys: list[str] | None = None) -> None:
+        """Hand a round of detector output on; ``keys`` name ``activity``'s series ids (default: ours)."""
         self.stats.anomalies += len(activity.opened)
         if self.on_anomaly is not None:
             for a in activity.opened:
                 self.on_anomaly(a)
-        self._publish(self.incidents.on_activity(activity, self.series.keys, may_open))
+        self._publish(self.incidents.on_activity(activity, self.series.keys if keys is None else keys, may_open))
 
     def _reject(self, rejects: list[Reject]) -> None:
         if rejects:
@@ -340,6 +362,7 @@ class Pipeline:
             "forecast": forecast_meta,
             "bank_config": self.bank.config.to_json(),
             "stats": self.stats.state(),
+            "extra": self._extra_state(),
         }
         arrays = {f"bank.{k}": v for k, v in self.bank.state().items()}
         arrays |= {f"episodes.{k}": v for k, v in self.episodes.state().items()}
@@ -373,4 +396,12 @@ class Pipeline:
         except Exception as e:  # a damaged blob can fail in any loader, in any way
             raise StateError(f"unreadable pipeline snapshot: {type(e).__name__}: {e}") from e
         self._install(stages)
+        self._load_extra(meta.get("extra") or {})
+
+    def _extra_state(self) -> dict[str, Any]:
+        """State a subclass keeps besides the stages' (saved in :meth:`snapshot`)."""
+        return {}
+
+    def _load_extra(self, extra: dict[str, Any]) -> None:
+        """Load what :meth:`_extra_state` saved."""
 

@@ -63,14 +63,18 @@ class Source(Protocol):
 class Service:
     def __init__(self, settings: Settings, on_incident: Callable[[Incident], None] | None = None, *,
                  source: Source | None = None, transport: Transport | None = None,
-                 now_ns: Callable[[], int] = time.time_ns, faults: Faults | None = None) -> None:  # fmt: skip
-        """``source`` replaces the Kafka consumer (and the dead-letter topic with a file under
-        ``data_dir``); ``transport`` replaces Slack (the demo prints messages); ``now_ns`` is the
-        clock timestamps are checked against (the simulator's, in the demo); ``faults`` lets the
-        API inject faults into it (``POST /demo/faults``)."""
+                 now_ns: Callable[[], int] = time.time_ns, faults: Faults | None = None,
+                 stage: Callable[..., Pipeline] = Pipeline, checkpoint: str = CHECKPOINT) -> None:  # fmt: skip
+        """``source`` replaces the telemetry consumer (a source other than Kafka also replaces the
+        dead-letter topic with a file under ``data_dir``); ``transport`` replaces Slack (the demo
+        prints messages); ``now_ns`` is the clock timestamps are checked against (the simulator's,
+        in the demo); ``faults`` lets the API inject faults into it (``POST /demo/faults``).
+        ``stage`` and ``checkpoint`` are what the scaled-out incident stage changes: the pipeline
+        class (:class:`~aiops.scale.stage.IncidentStage`) and the name its state is stored under."""
         self.settings = settings
         self.on_incident = on_incident
         self._source, self._transport, self._now_ns, self._faults = source, transport, now_ns, faults
+        self._stage, self._checkpoint_name = stage, checkpoint
         self._anomalies: list[Anomaly] = []
         self._commands: queue.Queue[tuple[Callable[[Pipeline], Any], Future[Any]]] = queue.Queue()
         self._pipeline_thread: int | None = None
@@ -216,23 +220,23 @@ class Service:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         store = self.store = Store(s.data_dir / "aiops.db")
         producer = None
-        if self._source is None:
+        if self._source is None or isinstance(self._source, KafkaSource):
             producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5)
             dead_letter: DeadLetterSink = KafkaDeadLetter(producer, s.kafka_deadletter_topic)
         else:
             dead_letter = FileDeadLetter(s.data_dir / "deadletter.jsonl")
         self._dead_letter = dead_letter
-        pipeline = self.pipeline = Pipeline(dead_letter, self._incident, self._anomalies.append, now_ns=self._now_ns,
-                                            **s.pipeline_options())  # fmt: skip
+        pipeline = self.pipeline = self._stage(dead_letter, self._incident, self._anomalies.append, now_ns=self._now_ns,
+                                               **s.pipeline_options())  # fmt: skip
         self._pipeline_thread = threading.get_ident()
-        saved = store.checkpoint(CHECKPOINT)
+        saved = store.checkpoint(self._checkpoint_name)
         resume: dict[str, int] = {}
         models = s.data_dir / "models"
         if saved is not None:
             pipeline.restore(saved[0])
             resume = saved[1]
             log.info("resumed from checkpoint at offsets %s", resume)
-        elif versions(models, "metrics"):
+        elif pipeline.detects and versions(models, "metrics"):
             log.info("no checkpoint: detectors warm-started from %s", pipeline.load_models(models).path)
         self.monitor = EngineMonitor(pipeline, models_dir=models)
         helpers_stop = threading.Event()
@@ -285,20 +289,20 @@ class Service:
             if dirty and time.monotonic() - last >= s.checkpoint_interval_s:
                 offsets = self._checkpoint(store, pipeline, source, offsets)
                 dirty, last = False, time.monotonic()
-            if time.monotonic() - last_model >= s.model_save_interval_s and len(pipeline.series):
+            if time.monotonic() - last_model >= s.model_save_interval_s and pipeline.detects and len(pipeline.series):
                 log.info("models saved: %s", [str(i.path) for i in pipeline.save_versions(models)])
                 last_model = time.monotonic()
         self._drain_commands(pipeline)
         if dirty:
             self._checkpoint(store, pipeline, source, offsets)
-        if len(pipeline.series):
+        if pipeline.detects and len(pipeline.series):
             log.info("models saved: %s", [str(i.path) for i in pipeline.save_versions(models)])
 
     def _checkpoint(self, store: Store, pipeline: Pipeline, source: Source, offsets: dict[str, int]) -> dict[str, int]:
         offsets = {**offsets, **source.positions}
         if self._dead_letter is not None:
             self._dead_letter.flush()  # the refused records of these offsets are in the dead-letter topic first
-        store.commit([], self._anomalies, (CHECKPOINT, pipeline.snapshot(), offsets))
+        store.commit([], self._anomalies, (self._checkpoint_name, pipeline.snapshot(), offsets))
         source.commit(offsets)
         self._anomalies.clear()  # the pipeline holds this list's append
         log.info("checkpoint: %s", pipeline.stats.summary())

@@ -137,6 +137,20 @@ def test_log_severity_rates_with_zeros():
     assert len(out) == 12
 
 
+def test_quiet_windows_are_zeros_even_when_nobody_else_writes():
+    """A window no record fell into still closes, as zeros: whether it does must not depend on
+    which other services share the stream (a Kafka partition of one service, in a scaled-out install)."""
+    lm = LogMetrics(30, 30)
+    add(lm, [log("pay", W0 + S, 13)])
+    first = as_dict(lm.flush())
+    add(lm, [log("pay", W0 + 125 * S, 13)])  # nothing at all in the three windows between
+    out = {ts: v for (k, ts), v in as_dict(lm.flush()).items() if k == "pay/log.records:rate{severity=WARN}"}
+    assert not first
+    assert out == {W0 + 30 * S: pytest.approx(1 / 30), W0 + 60 * S: 0.0, W0 + 90 * S: 0.0}
+    add(lm, [log("pay", W0 + 40 * 3600 * S, 13)])  # back after 40 hours away: not 4,800 zeros
+    assert len(set(lm.flush().ts.tolist())) <= 125
+
+
 def test_late_logs_returned():
     lm = LogMetrics(30, 30)
     add(lm, [log("a", W0 + S, 9), log("a", W0 + 70 * S, 9)])

@@ -88,7 +88,7 @@ class IncidentManager:
         open incident but never opens one on its own, since rare messages appear in healthy systems too.
         """
         touched: set[str] = set()
-        for a in activity.opened:
+        for a in sorted(activity.opened, key=lambda a: (a.first_seen, a.series)):  # ids do not depend on arrival order
             inc = self._home(a, may_open)
             if inc is None:
                 continue
@@ -115,7 +115,10 @@ class IncidentManager:
     def _home(self, a: Anomaly, may_open: bool = True) -> _Open | None:
         best = None
         for inc in self.open.values():
-            close = a.first_seen - inc.last_activity <= self.group_window or (inc.pending and not inc.anomalies)
+            # within the window either side: an anomaly can arrive after later ones (a scaled-out
+            # stage reads partitions at different paces), and then must not join a later incident
+            close = (a.first_seen - inc.last_activity <= self.group_window and inc.opened_at - a.first_seen <= self.group_window) \
+                or (inc.pending and not inc.anomalies)  # fmt: skip
             if close and self._related(a.service, inc) and (best is None or inc.opened_at < best.opened_at):
                 best = inc
         if best is None:

@@ -120,3 +120,36 @@ def load_bank(models_dir: str | Path, bank_name: str, version: int | None = None
     if len(keys) != bank.size:
         raise StateError(f"bank {bank_name!r} v{version}: {len(keys)} series keys for {bank.size} rows")
     return bank, keys, ModelInfo(bank_name, version, folder / f"v{version}.npz", meta)
+
+
+def save_blob(models_dir: str | Path, name: str, blob: bytes, content: dict[str, Any], keep: int = 3) -> ModelInfo:
+    """Write an opaque state blob (a pipeline snapshot) as the next ``name/v<N>.npz``, keeping the
+    last ``keep`` versions: a partition's checkpoints, where only the recent ones are worth keeping.
+    """
+    folder = Path(models_dir) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    known = versions(models_dir, name)
+    version = (known or [0])[-1] + 1
+    tmp = folder / f".v{version}.npz.tmp"
+    tmp.write_bytes(blob)
+    os.replace(tmp, folder / f"v{version}.npz")
+    meta = {"format_version": FORMAT_VERSION, "code_version": __version__, "created_unix": time.time(),
+            "bytes": len(blob), **content}  # fmt: skip
+    info = ModelInfo(name, version, _publish(folder, version, meta), meta)
+    for old in known[: max(0, len(known) + 1 - keep)]:
+        for suffix in (".json", ".npz"):  # metadata first: it is what makes a version visible
+            (folder / f"v{old}{suffix}").unlink(missing_ok=True)
+    return info
+
+
+def load_blob(models_dir: str | Path, name: str) -> tuple[bytes, dict[str, Any], int] | None:
+    """The latest version written by :func:`save_blob` (blob, metadata, version), or None if there is none."""
+    known = versions(models_dir, name)
+    if not known:
+        return None
+    folder = Path(models_dir) / name
+    try:
+        meta = json.loads((folder / f"v{known[-1]}.json").read_text())
+        return (folder / f"v{known[-1]}.npz").read_bytes(), meta, known[-1]
+    except (OSError, ValueError) as e:
+        raise StateError(f"{name} v{known[-1]}: unreadable: {e}") from e

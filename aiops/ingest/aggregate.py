@@ -33,6 +33,9 @@ def callee_of(span: Span) -> str | None:
     return None
 
 
+MAX_EMPTY_WINDOWS = 120  # after a longer silence (an hour of 30 s windows) the stream was away, not quiet
+
+
 class _Windows:
     """Tumbling event-time windows keyed by (window start, group key).
 
@@ -61,12 +64,19 @@ class _Windows:
             self.source_wm[source] = ts
 
     def due(self, final: bool) -> list[tuple[int, dict[Any, list[Any]]]]:
+        """Windows to close, oldest first, including the empty ones since the last close: a window
+        nobody wrote into is a quiet window (a zero rate), whichever services share this stream."""
         newest = max(self.source_wm.values(), default=0)
         watermark = min((w for w in self.source_wm.values() if w >= newest - self.idle), default=0)
-        ready = sorted(s for s in self.open if final or s + self.width + self.grace <= watermark)
+        ready = {s for s in self.open if final or s + self.width + self.grace <= watermark}
+        floor = self.closed_before or min(self.open, default=0)  # nothing before the first window
+        if floor and not final:
+            last = watermark - self.width - self.grace
+            first = max(floor, last - last % self.width - MAX_EMPTY_WINDOWS * self.width)
+            ready.update(range(first, last + 1, self.width))
         if ready:
-            self.closed_before = max(self.closed_before, ready[-1] + self.width)
-        return [(s, self.open.pop(s)) for s in ready]
+            self.closed_before = max(self.closed_before, max(ready) + self.width)
+        return [(s, self.open.pop(s, {})) for s in sorted(ready)]
 
     def state(self) -> dict[str, Any]:
         return {

@@ -10,6 +10,7 @@ rebalance, a partition that comes back resumes where the state left it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
@@ -20,7 +21,7 @@ from aiops.ingest.records import Message, Signal, WireFormat
 log = logging.getLogger(__name__)
 
 
-def _name(tp: TopicPartition) -> str:
+def partition_name(tp: TopicPartition) -> str:
     return f"{tp.topic}/{tp.partition}"
 
 
@@ -29,20 +30,24 @@ class _Listener(ConsumerRebalanceListener):
         self.source = source
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        if self.source.on_revoke is not None:
+            self.source.on_revoke(sorted(map(partition_name, revoked)))  # while positions still say where state is
         for tp in revoked:
             # Remember where the state is: if the partition comes back (a rejoin after the broker
             # expired this member), it must resume here, not at the group's last commit.
-            position = self.source.positions.pop(_name(tp), None)
+            position = self.source.positions.pop(partition_name(tp), None)
             if position is not None:
-                self.source.resume[_name(tp)] = position
-        log.info("partitions revoked: %s", sorted(map(_name, revoked)))
+                self.source.resume[partition_name(tp)] = position
+        log.info("partitions revoked: %s", sorted(map(partition_name, revoked)))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self.source.on_assign is not None:
+            self.source.on_assign(sorted(map(partition_name, assigned)))  # may set resume offsets from stored state
         for tp in assigned:
-            offset = self.source.resume.get(_name(tp))
+            offset = self.source.resume.get(partition_name(tp))
             if offset is not None:
                 self.source.consumer.seek(tp, offset)  # state was checkpointed at this offset
-        log.info("partitions assigned: %s", sorted(map(_name, assigned)))
+        log.info("partitions assigned: %s", sorted(map(partition_name, assigned)))
 
 
 class KafkaSource:
@@ -56,8 +61,12 @@ class KafkaSource:
         formats: dict[str, WireFormat],
         session_timeout_ms: int = 10_000,
         max_poll_records: int = 2000,
+        on_assign: Callable[[list[str]], None] | None = None,
+        on_revoke: Callable[[list[str]], None] | None = None,
         **consumer_options: Any,
     ) -> None:
+        """``on_assign`` / ``on_revoke`` get the "topic/partition" names a rebalance gives or takes,
+        so an owner of per-partition state can load it (and set :attr:`resume`) or store it."""
         self.bootstrap = bootstrap
         self.group = group
         self.topics = topics
@@ -71,6 +80,7 @@ class KafkaSource:
         self.positions: dict[str, int] = {}  # "topic/partition" -> next offset to process
         self.resume: dict[str, int] = {}
         self.consumer: KafkaConsumer | None = None
+        self.on_assign, self.on_revoke = on_assign, on_revoke
 
     def open(self, resume: dict[str, int] | None = None) -> None:
         """Join the group; partitions found in ``resume`` start at those offsets."""
@@ -89,17 +99,17 @@ class KafkaSource:
         out: list[Message] = []
         for tp, records in self.consumer.poll(timeout_ms=timeout_ms).items():
             signal, fmt = self.topics[tp.topic], self.formats[tp.topic]
-            source = f"kafka:{_name(tp)}"
+            source = f"kafka:{partition_name(tp)}"
             for r in records:
                 out.append(Message(signal, fmt, r.value if r.value is not None else b"", source, r.offset))
             if records:
-                self.positions[_name(tp)] = records[-1].offset + 1
+                self.positions[partition_name(tp)] = records[-1].offset + 1
         return out
 
     def commit(self, offsets: dict[str, int]) -> None:
         """Commit ``offsets`` (the positions a stored checkpoint matches) for partitions still owned."""
         assert self.consumer is not None, "open() first"
-        owned = {_name(tp): tp for tp in self.consumer.assignment()}
+        owned = {partition_name(tp): tp for tp in self.consumer.assignment()}
         to_commit = {owned[n]: OffsetAndMetadata(o, "", -1) for n, o in offsets.items() if n in owned}
         if not to_commit:
             return

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-Signal = Literal["metrics", "logs", "spans"]
+Signal = Literal["metrics", "logs", "spans", "findings"]  # findings: detect processes' output (aiops.scale)
 WireFormat = Literal["otlp_json", "otlp_proto", "native"]
 WIRE_FORMATS: tuple[WireFormat, ...] = ("otlp_json", "otlp_proto", "native")
 

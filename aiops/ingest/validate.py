@@ -69,6 +69,10 @@ class Validator:
             self.watermark = max(self.watermark, newest)
         return decoded
 
+    def source_watermark(self, source: str) -> int:
+        """The newest event time accepted from ``source`` (0: nothing yet)."""
+        return self._source_wm.get(source, 0)
+
     def _metrics(self, batch: MetricBatch, lo: int, hi: int, rejects: list[Reject], source: str, offset: int) -> MetricBatch:
         if not len(batch):
             return batch

@@ -118,6 +118,9 @@ class Learner:
     # --- detector retune -----------------------------------------------------------------------
     def _retune(self, who: str, series: str) -> dict[str, Any]:
         def measure(p: Pipeline) -> dict[str, Any]:
+            if not p.detects:
+                raise Conflict("the detectors run in the detect processes (aiops run --role detect); this incident "
+                               "stage stores the verdict but cannot retune them")  # fmt: skip
             sid = p.series.index.get(series)
             if sid is None:
                 raise NotFound(f"series {series} is not tracked by this engine")

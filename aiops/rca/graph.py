@@ -64,13 +64,18 @@ class DependencyGraph:
             self._pending.popitem(last=False)  # the oldest orphans: their parents are not coming
 
     def _edge(self, caller: str, callee: str, ts: int, error: bool) -> None:
+        self.merge(caller, callee, 1, int(error), ts)
+
+    def merge(self, caller: str, callee: str, calls: int, errors: int, last_seen: int) -> None:
+        """Count ``calls`` (``errors`` of them failed) on an edge, last seen at ``last_seen``: how a
+        scaled-out incident stage adds what each detect partition's graph learned."""
         if self.g.has_edge(caller, callee):
             e = self.g[caller][callee]
-            e["calls"] += 1
-            e["errors"] += int(error)
-            e["last_seen"] = max(e["last_seen"], ts)
+            e["calls"] += calls
+            e["errors"] += errors
+            e["last_seen"] = max(e["last_seen"], last_seen)
         else:
-            self.g.add_edge(caller, callee, calls=1, errors=int(error), last_seen=ts, pinned=False)
+            self.g.add_edge(caller, callee, calls=calls, errors=errors, last_seen=last_seen, pinned=False)
 
     def prune(self, watermark: int) -> list[tuple[str, str]]:
         """Drop edges unseen for ``ttl_s`` (not pinned ones) and nodes left without edges."""

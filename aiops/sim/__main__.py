@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kafka", metavar="BOOTSTRAP", help="produce to otlp_metrics/otlp_logs/otlp_spans instead")
     p.add_argument("--speed", type=float, default=None,
                    help="with --kafka: simulated seconds per real second (default: as fast as possible)")
+    p.add_argument("--by-service", action="store_true",
+                   help="with --kafka: one message per service, keyed by service.name, for logs and spans too "
+                        "(what aiops run --role detect needs)")
     p.add_argument("--duration", type=float, default=DEFAULT_SCENARIO_SECONDS,
                    help="simulated seconds (default: the whole default scenario)")
     p.add_argument("--services", type=int, default=8, help="monitored services (default 8)")
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                                step_seconds=args.step, benign_deploys_per_hour=args.benign_deploys_per_hour)
     t0 = time.perf_counter()
     if args.kafka:
-        summary = produce(sim, args.kafka, args.duration, speed=args.speed)
+        summary = produce(sim, args.kafka, args.duration, speed=args.speed, by_service=args.by_service)
     else:
         summary = write_replay(sim, args.out_dir, args.duration)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 3)

@@ -1,0 +1,1 @@
+"""Scaled-out arrangement: detect processes per partition group, one active incident stage."""
