@@ -19,3 +19,6 @@ class ExecutorConfig(BaseModel):
     max_actions_per_hour: int = Field(default=10, ge=0, description="blast radius: runs per hour, all services")
     max_actions_per_service_per_hour: int = Field(default=3, ge=0)
     dry_run: bool = Field(default=False, description="record the command instead of running it")
+    detached: bool = Field(default=False, description=(
+        "run each command under a supervisor process (aiops.act.supervise) that holds the lease and "
+        "records the outcome itself, so the run survives the engine dying and a standby never repeats it"))

@@ -16,6 +16,8 @@ Safety rules, each enforced here and each refusal written to the audit log with 
   command runs; when the lease lapses (the process died) the action is re-run if the playbook is
   ``idempotent``, else marked ``interrupted`` for a person to look at. :meth:`Executor.recover`
   does that at startup, and every :meth:`Executor.run_due` pass does it for leases that lapse later.
+  With ``detached``, a supervisor process (:mod:`aiops.act.supervise`) holds the lease and settles
+  the action, so a run outlives the engine that started it and a standby does not repeat it.
 - **Blast radius.** At most ``max_actions_per_hour`` runs start per rolling hour, and
   ``max_actions_per_service_per_hour`` per service. An approved action over the limit is not
   refused outright: it stays ``approved`` with ``blocked`` saying why (audited once) and starts
@@ -30,10 +32,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiops.act import ledger, match, params, runner
@@ -49,6 +53,7 @@ log = logging.getLogger(__name__)
 LEASE_S = 30.0  # a runner renews its lease every second; this long without renewal means it died
 HOUR_S = 3600.0
 SYSTEM = "executor"  # the audit log's "who" for what the executor does on its own
+_HOME = Path(__file__).resolve().parents[2]  # holds this aiops package: a supervisor started here imports it
 
 
 class Executor:
@@ -67,6 +72,8 @@ class Executor:
     ) -> None:
         if config.target == "sim" and not config.sim_control_url:
             raise ConfigError("executor.target is 'sim' but executor.sim_control_url is not set")
+        if config.detached and (loose := [p.name for p in playbooks if p.path is None]):
+            raise ConfigError(f"executor.detached needs playbooks loaded from files; not so: {', '.join(loose)}")
         self.store, self.config, self.clock = store, config, clock
         self.playbooks = {p.name: p for p in playbooks}
         self.on_change, self.verify, self.changes = on_change, verify, changes
@@ -320,7 +327,17 @@ class Executor:
         return a
 
     def _execute(self, a: Action) -> None:
-        """Run the claimed action's command (or its revert) and record the outcome."""
+        """Carry out the claimed action's command (or its revert): here, or in a detached supervisor."""
+        settled = self._detach(a) if self.config.detached else self.carry_out(a, verifies=self.verify is not None)
+        if settled is not None:
+            self._changed(settled)
+
+    def carry_out(self, a: Action, *, verifies: bool) -> Action | None:
+        """Run the claimed ``a`` under its lease and record the outcome in the ledger and the audit log.
+
+        ``verifies``: a verification pass follows, so a real success waits for it (``pending``).
+        Returns the settled action, or None when the lease lapsed mid-run and another worker settled it.
+        """
         book = self._playbook(a)
         reverting = a.status == "reverting"
         if a.dry_run and not reverting:
@@ -339,7 +356,7 @@ class Executor:
             a.exit_code, a.stdout, a.stderr, a.timed_out = (outcome.exit_code, outcome.stdout, outcome.stderr,
                                                             outcome.timed_out)  # fmt: skip
             a.status = "succeeded" if ok else "failed"
-            a.verification = "pending" if ok and not a.dry_run and self.verify is not None else "skipped"
+            a.verification = "pending" if ok and not a.dry_run and verifies else "skipped"
         with self.store.write() as db:
             saved = ledger.save(db, a, before)
         what = "revert" if reverting else "dry-run" if a.dry_run else "run"
@@ -347,8 +364,28 @@ class Executor:
                          exit_code=outcome.exit_code, timed_out=outcome.timed_out, stdout=outcome.stdout,
                          stderr=outcome.stderr, attempt=a.attempts,
                          **({} if saved else {"lost": "lease lapsed mid-run; another worker settled this action"}))  # fmt: skip
-        if saved:
-            self._changed(a)
+        return a if saved else None
+
+    def _detach(self, a: Action) -> Action | None:
+        """Hand the claimed ``a`` to a supervisor process and wait for it: the action it settled, or None.
+
+        The supervisor runs in a session of its own and owns the lease, so if this process dies it
+        still settles the action, and an executor taking over sees a live lease and leaves it alone.
+        If the supervisor dies instead, its lease lapses and :meth:`_reap` applies as for any runner.
+        """
+        book = self._playbook(a)
+        assert book.path is not None  # checked in __init__
+        argv = [sys.executable, "-m", "aiops.act.supervise", "--db", str(self.store.path.resolve()),
+                "--playbooks", str(book.path.parent), "--config", self.config.model_dump_json(), "--action", a.id,
+                "--mode", "revert" if a.status == "reverting" else "run",
+                *(["--verifies"] if self.verify is not None else [])]  # fmt: skip
+        with subprocess.Popen(argv, cwd=_HOME, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              start_new_session=True) as proc:  # fmt: skip
+            code = proc.wait()
+        if code != 0:
+            log.error("the supervisor of action %s exited with %s; its lease decides what happens next", a.id, code)
+            return None
+        return self.action(a.id)
 
     def _renew(self, action_id: str) -> None:
         with self.store.write() as db:
