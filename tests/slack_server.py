@@ -1,8 +1,9 @@
 """A stand-in for Slack on 127.0.0.1: incoming webhook, Web API and response_url, scriptable.
 
 Real HTTP (stdlib ``http.server`` in a thread) so the notifier's real slack_sdk clients are
-exercised: every request is recorded; answers are 200 unless a scripted reply is queued; the
-server can be stopped (connection refused) and started again on the same port.
+exercised: every request is recorded with the status it got; answers are 200 unless a scripted
+reply is queued or ``failing`` is set (an outage that answers); the server can be stopped
+(connection refused) and started again on the same port.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Request:
     body: dict[str, Any]
     headers: dict[str, str]
     at: float = 0.0  # wall-clock arrival (time.time()), for latency measurements
+    status: int = 200  # what the stand-in answered
 
 
 @dataclass
@@ -39,6 +41,7 @@ class SlackServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.requests: list[Request] = []
         self.replies: list[Reply] = []  # consumed first, one per request
+        self.failing: Reply | None = None  # then, while set, the answer to every request
         self._ts = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -51,8 +54,9 @@ class SlackServer:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 body = json.loads(raw) if raw else {}
                 with outer._lock:
-                    outer.requests.append(Request(self.path, body, dict(self.headers.items()), time.time()))
-                    reply = outer.replies.pop(0) if outer.replies else outer._default(self.path)
+                    reply = outer.replies.pop(0) if outer.replies else outer.failing or outer._default(self.path)
+                    outer.requests.append(Request(self.path, body, dict(self.headers.items()), time.time(),
+                                                  reply.status))  # fmt: skip
                 data = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
                 self.send_response(reply.status)
                 for k, v in reply.headers.items():

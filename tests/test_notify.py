@@ -255,6 +255,28 @@ def test_receiver_down_for_a_while_nothing_lost_nothing_doubled(store: Store, sl
     assert [r.body["text"] for r in slack.to("/hook") if " inc-0 (resolved)" in r.body["text"]]
 
 
+def test_default_backoff_notices_slack_back_within_30_s_of_a_five_minute_outage(store: Store,
+                                                                               slack: SlackServer) -> None:  # fmt: skip
+    """The cap on the pause bounds the delay after an outage; the pause being global bounds the load during it."""
+    clock = Clock()
+    n = webhook_notifier(store, slack, clock)
+    slack.stop()
+    for i in range(3):
+        n.incident(incident(f"inc-{i}"))
+    while clock.t < T0 + 300:
+        n.dispatch()
+        clock.t += 1
+    assert n.depth() == 3 and n.stats["failed"] == 0
+    assert n.stats["retried"] <= 30, "one probe per pause, not one per waiting message"
+    slack.start()
+    back = clock.t
+    while n.dispatch() == 0:
+        clock.t += 1
+        assert clock.t - back <= 30, "still waiting on the backoff long after Slack came back"
+    n.dispatch()
+    assert n.depth() == 0 and len(slack.to("/hook")) == 3
+
+
 def test_429_retry_after_is_honoured(store: Store, slack: SlackServer) -> None:
     clock = Clock()
     n = webhook_notifier(store, slack, clock)

@@ -15,7 +15,7 @@ class NotifyConfig(BaseModel):
     public_url: str = Field(default="http://127.0.0.1:8080", description="the dashboard/API as Slack users reach it, for links")
     max_per_minute: int = Field(default=20, ge=1, description="new messages per minute before a storm is summarised")
     retry_base_s: float = Field(default=1.0, gt=0, description="first retry delay; doubles per attempt, with jitter")
-    retry_max_s: float = Field(default=300.0, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0, description="longest pause between attempts: Slack's return is noticed this soon after an outage; one probe per pause, however many wait")
     give_up_after_s: float | None = Field(default=86400.0, gt=0, description="undelivered this long after queueing: 'dead', audited (null: retry forever)")
     update_interval_s: float = Field(default=10.0, ge=0, description="at most one edit/follow-up per incident this often, changes in between coalesced; action decisions are not held back")
     timeout_s: float = Field(default=10.0, gt=0, description="per HTTP request to Slack")
