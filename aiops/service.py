@@ -221,7 +221,7 @@ class Service:
         store = self.store = Store(s.data_dir / "aiops.db")
         producer = None
         if self._source is None or isinstance(self._source, KafkaSource):
-            producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5)
+            producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5, batch_size=1 << 20)
             dead_letter: DeadLetterSink = KafkaDeadLetter(producer, s.kafka_deadletter_topic)
         else:
             dead_letter = FileDeadLetter(s.data_dir / "deadletter.jsonl")

@@ -59,7 +59,13 @@ class MemoryDeadLetter:
 
 
 class KafkaDeadLetter:
-    """Produces each reject to a topic (default ``aiops.deadletter``), keyed by its source."""
+    """Produces each reject to a topic (default ``aiops.deadletter``), keyed by its source.
+
+    Give it a producer with large batches (the service's: 1 MiB). A burst of poison is thousands of
+    records of a few KiB, and with kafka-python's 16 KiB default each few of them are a produce
+    request of their own: 10 k rejects cost 1.1 s of CPU and 1.4-2 s of flush waits that way,
+    against 0.3-0.4 s and 0.05-0.2 s (benchmarks/README.md, poison.py).
+    """
 
     def __init__(self, producer: Any, topic: str = "aiops.deadletter") -> None:
         self.producer = producer
