@@ -229,3 +229,32 @@ def test_accepted_values_are_finite_and_bounded_random():
     for key in set(d.metrics.keys):
         t = [int(x) for k, x in zip(d.metrics.keys, d.metrics.ts, strict=True) if k == key]
         assert t == sorted(set(t))  # strictly increasing per series
+
+
+def test_an_oversized_dead_letter_keeps_its_head_and_says_so() -> None:
+    """A refused 2 MB record of binary garbage must not stop the service (the producer refuses
+    requests over 1 MiB): its letter carries the head, the full size and the digest."""
+    import hashlib
+    import json
+    import os
+
+    from aiops.ingest.deadletter import KafkaDeadLetter
+    from aiops.ingest.records import Reject
+
+    class Producer:
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+
+        def send(self, topic: str, key: bytes, value: bytes) -> None:
+            self.sent.append(value)
+
+    raw = os.urandom(2_000_000)
+    producer = Producer()
+    KafkaDeadLetter(producer, max_bytes=900_000).write([Reject("kafka:m/0", 7, "undecodable protobuf", raw),
+                                                        Reject("kafka:m/0", 8, "empty message", b"")])  # fmt: skip
+    big, small = (json.loads(v) for v in producer.sent)
+    assert len(producer.sent[0]) <= 900_000
+    assert big["offset_or_line"] == 7 and big["reason"].startswith("undecodable protobuf")
+    assert "2000000 bytes" in big["reason"] and hashlib.sha256(raw).hexdigest() in big["reason"]
+    assert raw.startswith(bytes.fromhex(big["raw"]))
+    assert small == {"source": "kafka:m/0", "offset_or_line": 8, "reason": "empty message", "raw": "", "raw_encoding": "utf-8"}

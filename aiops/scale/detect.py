@@ -118,7 +118,7 @@ class DetectWorker:
         s = self.settings
         self.topic_parts = ensure_topics(s.kafka_bootstrap, {s.kafka_topic_anomalies: s.kafka_internal_partitions,
                                                              s.kafka_topic_topology: s.kafka_internal_partitions})  # fmt: skip
-        self._producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5)
+        self._producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5, batch_size=1 << 20)
         self._dead_letter = KafkaDeadLetter(self._producer, s.kafka_deadletter_topic)
         topics = s.topic_signals()
         self._source = KafkaSource(s.kafka_bootstrap, s.kafka_group, topics, {t: s.topic_format(t) for t in topics},
@@ -153,10 +153,11 @@ class DetectWorker:
             for m in batch:
                 name = m.source.removeprefix("kafka:")
                 owned.offsets[name] = max(owned.offsets.get(name, 0), m.offset + 1)
-            settled = self._settled(p, self._lagging(p))
+            lagging = self._lagging(p)
+            settled = self._settled(p, lagging)
             for kind, record in owned.pipeline.incidents.records:
                 if kind == "findings":
-                    record["watermark"] = settled
+                    record["watermark"], record["caught_up"] = settled, not lagging
                 self._send(kind, p, record)
             owned.pipeline.incidents.records.clear()
         self.stats["messages"] += len(messages)

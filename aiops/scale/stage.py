@@ -6,7 +6,8 @@ and feeds them to the same incident manager, change index and call graph the emb
 has, so correlation, ranking, forecasts' incidents, the API, dashboard, notifier and executor
 work unchanged on top of it.
 
-Its event time is the slowest partition's watermark: an incident resolves only once every
+Findings are applied in event-time order, once the stage's clock has passed them, as the
+embedded pipeline would see them. Its clock is the slowest partition's watermark: an incident resolves only once every
 partition has moved past its quiet period, so a partition that is catching up (a backlog, a
 detect process that died and whose partitions moved) holds the clock back rather than having its
 anomalies arrive after their incident closed. Each of the ``partitions`` telemetry partitions
@@ -24,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from aiops.detect.episodes import Anomaly
+from aiops.forecast.engine import Prediction
 from aiops.ingest.records import Message, Reject
 from aiops.pipeline import Pipeline
 from aiops.scale import findings
@@ -40,11 +43,14 @@ class IncidentStage(Pipeline):
         self.watermarks: dict[int, int] = {}  # detect partition -> its latest watermark
         self.heard = dict.fromkeys(range(partitions), clock())  # detect partition -> when its last record came
         self.caught_up: dict[int, bool] = {}
+        # findings wait here until the clock passes them, then are applied in event-time order
+        self.held: list[tuple[Anomaly, bool]] = []
+        self.held_active: dict[str, list[int]] = {}  # series -> times it was seen flagged, one per record
+        self.held_predictions: list[Prediction] = []
 
     def process(self, messages: Iterable[Message]) -> None:
-        """One poll's records, applied as one round whatever partitions they came from: the
-        call graph first, then changes, episodes (in onset order), forecasts, then the clock."""
-        batch: list[Findings] = []
+        """One poll's records: the call graph and changes at once; episodes, ongoing anomalies and
+        forecasts once the clock has passed them, in event-time order; then the clock ticks."""
         for msg in messages:
             self.stats.messages += 1
             try:
@@ -57,14 +63,10 @@ class IncidentStage(Pipeline):
                     self.graph.merge(caller, callee, calls, errors, last_seen)
                 self._own.update(record.services)
             else:
-                batch.append(record)
-                self.watermarks[record.partition] = max(record.watermark, self.watermarks.get(record.partition, 0))
-                self.heard[record.partition] = self.clock()
-                self.caught_up[record.partition] = record.caught_up
-        if batch:
-            self._apply(batch)
+                self._hold(record)
         watermark = self.watermark
         if watermark:
+            self._release(watermark)
             self._publish(self.incidents.tick(watermark))
             self.graph.prune(watermark)
 
@@ -75,30 +77,53 @@ class IncidentStage(Pipeline):
                 if now - t <= self.idle_s and not self.caught_up.get(p)]  # fmt: skip
         return min(live, default=max(self.watermarks.values(), default=0))
 
-    def _apply(self, batch: list[Findings]) -> None:
-        changes = [c for f in batch for c in f.changes]
-        self.changes.add(changes)
-        self.stats.changes += len(changes)
+    def _hold(self, f: Findings) -> None:
+        self.watermarks[f.partition] = max(f.watermark, self.watermarks.get(f.partition, 0))
+        self.heard[f.partition] = self.clock()
+        self.caught_up[f.partition] = f.caught_up
+        self.changes.add(f.changes)
+        self.stats.changes += len(f.changes)
+        self.held.extend(f.opened)
+        for key, ts in f.active:
+            self.held_active.setdefault(key, []).append(ts)
+        self.held_predictions.extend(f.predictions)
+
+    def _release(self, watermark: int) -> None:
+        due = sorted((x for x in self.held if x[0].first_seen <= watermark), key=lambda x: (x[0].first_seen, x[0].series))
+        self.held = [x for x in self.held if x[0].first_seen > watermark]
         latest: dict[str, int] = {}
-        for f in batch:
-            for key, ts in f.active:
-                latest[key] = max(ts, latest.get(key, 0))
+        for key, times in list(self.held_active.items()):
+            if passed := [t for t in times if t <= watermark]:
+                latest[key] = max(passed)
+                if len(passed) == len(times):
+                    del self.held_active[key]
+                else:
+                    self.held_active[key] = [t for t in times if t > watermark]
         keys = list(latest)
-        ids, ts = np.arange(len(keys), dtype=np.int64), np.array(list(latest.values()), dtype=np.int64)
+        ts = np.array(list(latest.values()), dtype=np.int64)
+        ids = np.arange(len(keys), dtype=np.int64)
         for may_open in (True, False):  # supporting evidence joins after what may open an incident
-            opened = sorted((a for f in batch for a, flag in f.opened if flag is may_open), key=lambda a: (a.first_seen, a.series))
+            opened = [a for a, flag in due if flag is may_open]
             if opened or (may_open and keys):
                 active = (ids, ts) if may_open else (ids[:0], ts[:0])
                 self._opened(findings.activity(opened, *active), may_open, keys)
-        predictions = [p for f in batch for p in f.predictions]
+        predictions = sorted((p for p in self.held_predictions if p.ts <= watermark), key=lambda p: (p.ts, p.series))
+        self.held_predictions = [p for p in self.held_predictions if p.ts > watermark]
         if predictions:
             self.stats.predictions += sum(p.event == "predicted" for p in predictions)
             self._publish(self.incidents.on_predictions(predictions))
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"watermarks": {str(p): w for p, w in self.watermarks.items()}, "monitored": sorted(self._own)}
+        return {"watermarks": {str(p): w for p, w in self.watermarks.items()}, "monitored": sorted(self._own),
+                "caught_up": {str(p): c for p, c in self.caught_up.items()},
+                "held": [[*findings.anomaly_row(a), flag] for a, flag in self.held], "held_active": self.held_active,
+                "held_predictions": [findings.prediction_doc(p) for p in self.held_predictions]}  # fmt: skip
 
     def _load_extra(self, extra: dict[str, Any]) -> None:
         self.watermarks = {int(p): int(w) for p, w in extra.get("watermarks", {}).items()}
+        self.caught_up = {int(p): bool(c) for p, c in extra.get("caught_up", {}).items()}
         self._own.update(extra.get("monitored", []))  # no series here to learn them from, unlike the embedded pipeline
         self.heard = dict.fromkeys({*self.watermarks, *range(self.partitions)}, self.clock())  # idle_s to be heard again
+        self.held = [(findings.anomaly_from(row[:8]), bool(row[8])) for row in extra.get("held", [])]
+        self.held_active = {k: [int(t) for t in times] for k, times in extra.get("held_active", {}).items()}
+        self.held_predictions = [findings.prediction_from(d) for d in extra.get("held_predictions", [])]
