@@ -1,7 +1,8 @@
 """A stand-in ``kubectl`` executable that records its argument lists (a real process on PATH).
 
 ``get deployment/<name>`` answers with a container named after the deployment and an image tag,
-as ``kubectl get -o jsonpath`` would; every other command succeeds silently.
+as ``kubectl get -o jsonpath`` would; every other command succeeds silently, after
+``FAKE_KUBECTL_SLEEP`` seconds if set (a change that takes a while, to be interrupted).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ with open(os.environ["FAKE_KUBECTL_LOG"], "a") as f:
 if "get" in sys.argv:
     name = next(a.split("/", 1)[1] for a in sys.argv if a.startswith("deployment/"))
     print(f"{name} registry.local:5000/shop/{name}:1.3.0@sha256:0123abcd")
+else:
+    import time
+    time.sleep(float(os.environ.get("FAKE_KUBECTL_SLEEP", "0")))
 """
 
 

@@ -5,7 +5,9 @@ Its state and input offsets are stored in the database under the ``incidents`` c
 standby that takes over resumes where the last leader's checkpoint left off (the database must
 be shared by the incident-stage hosts: one SQLite file on one host, or a shared volume). Losing
 leadership stops the stage without a checkpoint, since the new leader owns the state now, and
-the process goes back to standby.
+the process goes back to standby. Playbook runs are always detached (``executor.detached``): a
+run in flight when the leader dies finishes and is recorded by its own supervisor process, so
+the new leader sees it running under a live lease and never starts it again.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ CHECKPOINT = "incidents"
 
 
 def run_incidents(settings: Settings, stop: threading.Event, on_incident: Callable[[Incident], None] | None = None) -> None:
-    s = settings
+    # a playbook run must outlive this process: a standby taking over must not start it again
+    s = settings.model_copy(update={"executor": settings.executor.model_copy(update={"detached": True})})
     n = s.kafka_internal_partitions
     found = ensure_topics(s.kafka_bootstrap, {s.kafka_topic_anomalies: n, s.kafka_topic_topology: n, s.kafka_topic_leader: 1})
     require_partitions(found, s.kafka_topic_leader, 1)
