@@ -81,9 +81,9 @@ def _env(bootstrap: str, prefix: str, data_dir: Path, **extra: str) -> dict[str,
     return env
 
 
-def _start(env: dict[str, str], log: Path) -> subprocess.Popen:
+def _start(env: dict[str, str], log: Path, role: str = "all") -> subprocess.Popen:
     with log.open("ab") as err:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", "aiops", "-v", "run"], env=env,
+        return subprocess.Popen([sys.executable, "-m", "aiops", "-v", "run", "--role", role], env=env,
                                 stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
 
 
@@ -93,6 +93,18 @@ def _stop(p: subprocess.Popen, log: Path) -> None:
         assert p.wait(timeout=60) == 0, log.read_text()[-3000:]
     finally:
         if p.poll() is None:
+            p.kill()
+
+
+def _stop_all(procs: list[subprocess.Popen]) -> None:
+    """SIGTERM every process still running, then wait for each (SIGKILL after a minute)."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
             p.kill()
 
 

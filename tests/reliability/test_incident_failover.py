@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -25,7 +24,7 @@ from typing import Any
 
 import fake_kubectl
 import pytest
-from service_harness import _env
+from service_harness import _env, _start, _stop_all
 
 from aiops.sim import FaultSpec, Simulator
 from aiops.sim.kafka import produce
@@ -62,12 +61,6 @@ def _until(cond: Any, timeout: float, what: str, procs: list[subprocess.Popen]) 
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def _start(env: dict[str, str], role: str, log: Path) -> subprocess.Popen:
-    with log.open("ab") as err:
-        return subprocess.Popen([sys.executable, "-m", "aiops", "-v", "run", "--role", role], env=env,
-                                stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
-
-
 def test_leader_killed_mid_run_standby_takes_over_run_happens_once(kafka_broker, unique_topic_prefix, tmp_path):
     prefix, broker = unique_topic_prefix, kafka_broker
     topics = {k: f"{prefix}-{k}" for k in ("metrics", "logs", "spans")}
@@ -86,12 +79,12 @@ def test_leader_killed_mid_run_standby_takes_over_run_happens_once(kafka_broker,
                AIOPS_EXECUTOR__REQUIRED_APPROVALS="1", FAKE_KUBECTL_LOG=str(calls), FAKE_KUBECTL_SLEEP="8",
                PATH=f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")  # fmt: skip
     port_file = data / "api.port"
-    leader = _start(env, "incidents", tmp_path / "incidents-a.log")
+    leader = _start(env, tmp_path / "incidents-a.log", "incidents")
     procs = [leader]
     try:
         first_port = _until(lambda: port_file.exists() and port_file.read_text(), 60, "the first stage to lead", procs)
-        standby = _start(env, "incidents", tmp_path / "incidents-b.log")
-        procs += [standby, _start(env, "detect", tmp_path / "detect.log")]
+        standby = _start(env, tmp_path / "incidents-b.log", "incidents")
+        procs += [standby, _start(env, tmp_path / "detect.log", "detect")]
         api = f"http://127.0.0.1:{first_port}"
 
         def proposal() -> dict | None:
@@ -122,13 +115,7 @@ def test_leader_killed_mid_run_standby_takes_over_run_happens_once(kafka_broker,
         done = _until(settled, 90, "the rollback to be settled", procs)
         time.sleep(3)  # a wrongful second run would have started by now
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        _stop_all(procs)
 
     assert done["status"] == "succeeded" and done["exit_code"] == 0, done
     argvs = [json.loads(line) for line in calls.read_text().splitlines()]

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import re
 import signal
-import sys
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from service_harness import _committed, _env, _wait
+from service_harness import _committed, _env, _start, _stop_all, _wait
 
 from aiops.detect.models import load_blob, versions
 from aiops.ingest.deadletter import MemoryDeadLetter
@@ -45,23 +43,6 @@ def _simulator(start: int) -> Simulator:
         FaultSpec(service="postgres", kind="latency", start=1800, duration=600),
         FaultSpec(service="cart", kind="bad_release", start=3300, duration=600),
     ])  # fmt: skip
-
-
-def _start(env: dict[str, str], role: str, log: Path) -> subprocess.Popen:
-    with log.open("ab") as err:
-        return subprocess.Popen([sys.executable, "-m", "aiops", "-v", "run", "--role", role], env=env,
-                                stdout=subprocess.DEVNULL, stderr=err)  # fmt: skip
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 def _reference(start: int) -> tuple[set[tuple[str, int]], dict[str, dict]]:
@@ -100,8 +81,8 @@ def test_detect_process_killed_and_restarted_loses_and_doubles_nothing(kafka_bro
         return {p for p in owned if versions(data / "models", f"partitions/{group}/p{p}")}
 
     logs = [tmp_path / f"detect-{i}.log" for i in range(3)]
-    procs = [_start(env, "incidents", tmp_path / "incidents.log")]
-    procs += [_start(env, "detect", log) for log in logs]
+    procs = [_start(env, tmp_path / "incidents.log", "incidents")]
+    procs += [_start(env, log, "detect") for log in logs]
     try:
         _wait(lambda: committed() > total * 0.25 and any(stateful(log) for log in logs), 180,
               "a quarter of the feed committed", procs)  # fmt: skip
@@ -113,7 +94,7 @@ def test_detect_process_killed_and_restarted_loses_and_doubles_nothing(kafka_bro
         assert committed() < total * 0.6, "most of the feed was done before the kill; it proves little"
         logs.append(tmp_path / f"detect-{v}-again.log")
         time.sleep(5)  # the survivors take its partitions over (session timeout 3 s)
-        procs.append(_start(env, "detect", logs[3]))  # the killed process comes back
+        procs.append(_start(env, logs[3], "detect"))  # the killed process comes back
         live = [p for i, p in enumerate(procs) if i != 1 + v]
         _wait(lambda: committed() == total, 300, "every telemetry offset committed", live)
 
@@ -126,7 +107,7 @@ def test_detect_process_killed_and_restarted_loses_and_doubles_nothing(kafka_bro
 
         _wait(stage_done, 120, "the incident stage through every finding", live)
     finally:
-        _stop(procs)
+        _stop_all(procs)
 
     # every record once in the partitions' state
     counted = 0
