@@ -199,8 +199,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     print_incident = lambda inc: print(inc.model_dump_json(), flush=True)  # noqa: E731
     if settings.role == "detect":
         from aiops.scale.detect import DetectWorker
+        from aiops.scale.health import serve
 
-        DetectWorker(settings).run(stop)
+        worker = DetectWorker(settings)
+        server = serve(worker)
+        try:
+            worker.run(stop)
+        finally:
+            server.stop()
     elif settings.role == "incidents":
         from aiops.scale.incidents import run_incidents
 

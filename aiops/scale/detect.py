@@ -28,7 +28,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from kafka import KafkaProducer
+from kafka import KafkaProducer, TopicPartition
 
 from aiops.config import Settings
 from aiops.detect.models import load_blob, save_blob, versions
@@ -68,6 +68,7 @@ class DetectWorker:
         self._producer: KafkaProducer | None = None
         self._source: KafkaSource | None = None
         self._dead_letter: KafkaDeadLetter | None = None
+        self.last_poll = time.monotonic()
 
     # --- partitions come and go ----------------------------------------------------------------
     def _name(self, p: int) -> str:
@@ -129,6 +130,7 @@ class DetectWorker:
             last = time.monotonic()
             while not stop.is_set():
                 messages = self._source.poll(timeout_ms=100)
+                self.last_poll = time.monotonic()
                 if messages:
                     self.process(messages)
                 if time.monotonic() - last >= s.checkpoint_interval_s:
@@ -211,6 +213,17 @@ class DetectWorker:
             for o in pending:
                 o.committed = True
 
-    def summary(self) -> dict[str, Any]:
-        return {"partitions": sorted(self.owned), **self.stats,
-                "points": sum(o.pipeline.stats.points for o in self.owned.values())}  # fmt: skip
+    def snapshot(self) -> dict[str, float]:
+        """Figures for ``/metrics`` (read from the API thread: copies, no locks on the hot path)."""
+        out: dict[str, float] = dict(self.stats) | {"partitions_owned": len(self.owned)}
+        consumer = self._source.consumer if self._source is not None else None
+        for p, owned in list(self.owned.items()):
+            st = owned.pipeline.stats
+            out |= {f"partition_points|partition={p}": st.points, f"partition_messages|partition={p}": st.messages,
+                    f"partition_anomalies|partition={p}": st.anomalies, f"partition_series|partition={p}": len(owned.pipeline.series),
+                    f"partition_checkpoint_version|partition={p}": owned.version}  # fmt: skip
+            for name, offset in list(owned.offsets.items()):
+                high = consumer.highwater(TopicPartition(name.rsplit("/", 1)[0], p)) if consumer else None
+                if high is not None:
+                    out[f"kafka_lag|partition={name}"] = max(0, high - offset)
+        return out

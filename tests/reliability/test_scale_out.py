@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import signal
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,12 @@ def test_detect_process_killed_and_restarted_loses_and_doubles_nothing(kafka_bro
             return all(read.get(k, 0) >= v for k, v in ends.items())
 
         _wait(stage_done, 120, "the incident stage through every finding", live)
+        for i, p in enumerate(procs[1:]):  # the live detect processes' own health and figures
+            if i != v:
+                port = (data / f"detect-{p.pid}.port").read_text()
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                    scraped = r.read().decode()
+                assert "aiops_partitions_owned" in scraped and "aiops_kafka_lag" in scraped, scraped[:2000]
     finally:
         _stop_all(procs)
 
