@@ -147,7 +147,7 @@ class Bench:
     def spawn(self, group: str, i: int) -> tuple[subprocess.Popen, Path]:
         """Detect process ``i`` of ``group``, logging to ``<group>-<i>.log``."""
         from service_harness import _env
-        from test_scale_out import _start
+        from service_harness import _start
 
         p, log = self.prefix, self.work / f"{group}-{i}.log"
         env = _env(self.broker.bootstrap, p, self.work / group, AIOPS_KAFKA_GROUP=group,
@@ -155,7 +155,7 @@ class Bench:
                    AIOPS_KAFKA_TOPIC_ANOMALIES=f"{p}-anomalies", AIOPS_KAFKA_TOPIC_TOPOLOGY=f"{p}-topology",
                    AIOPS_KAFKA_TOPIC_LEADER=f"{p}-leader", AIOPS_KAFKA_SESSION_TIMEOUT_MS="10000",
                    AIOPS_CHECKPOINT_INTERVAL_S=str(CHECKPOINT_S))  # fmt: skip
-        return _start(env, "detect", log), log
+        return _start(env, log, "detect"), log
 
     def finished(self, group: str) -> bool:
         from service_harness import _committed
@@ -172,7 +172,7 @@ class Bench:
 
 def throughput(bench: Bench, n: int, run: int) -> dict[str, float]:
     """One run of ``n`` detect processes over the whole feed."""
-    from test_scale_out import _stop
+    from service_harness import _stop_all
 
     group = f"{bench.prefix}-n{n}-r{run}"
     procs, logs = map(list, zip(*(bench.spawn(group, i) for i in range(n)), strict=True))
@@ -184,7 +184,7 @@ def throughput(bench: Bench, n: int, run: int) -> dict[str, float]:
         finished = time.time()
         cpu1, rss1 = [_cpu_s(pid) for pid in pids], max(_rss_mb(p.pid) for p in procs)
     finally:
-        _stop(procs)
+        _stop_all(procs)
     held = [_owned(log, finished) for log in logs]
     if any(len(h) != 1 for h in held):
         print(f"# run {run}, {n} detect: joined in more than one generation, rebalances counted", file=sys.stderr)
@@ -204,7 +204,7 @@ def throughput(bench: Bench, n: int, run: int) -> dict[str, float]:
 
 def rebalance(bench: Bench, lead: float) -> dict[str, float]:
     """A third detect process joins two that are busy with the feed."""
-    from test_scale_out import _stop
+    from service_harness import _stop_all
 
     group = f"{bench.prefix}-rebalance"
     procs, logs = map(list, zip(*(bench.spawn(group, i) for i in range(2)), strict=True))
@@ -218,7 +218,7 @@ def rebalance(bench: Bench, lead: float) -> dict[str, float]:
         assert not bench.finished(group), "the feed ended before the rebalance did: raise --minutes"
         _poll(lambda: bench.finished(group), procs, 0.5)  # and every partition is read to its end after it
     finally:
-        _stop(procs)
+        _stop_all(procs)
     joined = _first(logs[2], r"partitions revoked: \[\]")
     revoking = [_first(lg, "Revoking previously assigned partitions {", started) for lg in logs[:2]]
     saved = [_first(lg, r"partitions revoked: \['", started) for lg in logs[:2]]
