@@ -146,8 +146,7 @@ class Bench:
 
     def spawn(self, group: str, i: int) -> tuple[subprocess.Popen, Path]:
         """Detect process ``i`` of ``group``, logging to ``<group>-<i>.log``."""
-        from service_harness import _env
-        from service_harness import _start
+        from service_harness import _env, _start
 
         p, log = self.prefix, self.work / f"{group}-{i}.log"
         env = _env(self.broker.bootstrap, p, self.work / group, AIOPS_KAFKA_GROUP=group,
