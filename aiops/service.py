@@ -20,8 +20,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
-from kafka import KafkaProducer
-
 from aiops.act.executor import Executor
 from aiops.act.model import Action
 from aiops.act.playbooks import load_playbooks
@@ -35,6 +33,7 @@ from aiops.detect.episodes import Anomaly
 from aiops.detect.models import versions
 from aiops.ingest.deadletter import DeadLetterSink, FileDeadLetter, KafkaDeadLetter
 from aiops.ingest.kafka import KafkaSource
+from aiops.ingest.kafka import producer as kafka_producer
 from aiops.ingest.records import Message
 from aiops.learn.learner import Learner
 from aiops.learn.memory import preferred_playbook
@@ -221,7 +220,7 @@ class Service:
         store = self.store = Store(s.data_dir / "aiops.db")
         producer = None
         if self._source is None or isinstance(self._source, KafkaSource):
-            producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5, batch_size=1 << 20)
+            producer = kafka_producer(s.kafka_bootstrap)
             dead_letter: DeadLetterSink = KafkaDeadLetter(producer, s.kafka_deadletter_topic)
         else:
             dead_letter = FileDeadLetter(s.data_dir / "deadletter.jsonl")
@@ -245,7 +244,7 @@ class Service:
         try:
             threads = self._start_helpers(helpers_stop, store)
             pipeline.incidents.evidence_weights = dict(self.learner.weights) if self.learner else {}
-            source = self._source or self._kafka()
+            source = self._source or KafkaSource.telemetry(s)
             source.open(resume)
             self._loop(stop, store, pipeline, source, dict(resume), models)
         finally:
@@ -261,12 +260,6 @@ class Service:
             dead_letter.close()
             store.close()
         return pipeline
-
-    def _kafka(self) -> KafkaSource:
-        s = self.settings
-        topics = s.topic_signals()
-        return KafkaSource(s.kafka_bootstrap, s.kafka_group, topics, {t: s.topic_format(t) for t in topics},
-                           s.kafka_session_timeout_ms, s.kafka_max_poll_records)  # fmt: skip
 
     def _loop(self, stop: threading.Event, store: Store, pipeline: Pipeline, source: Source,
               offsets: dict[str, int], models: Any) -> None:  # fmt: skip

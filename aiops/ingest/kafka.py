@@ -11,14 +11,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka import (
+    ConsumerRebalanceListener,
+    KafkaConsumer,
+    KafkaProducer,
+    OffsetAndMetadata,
+    TopicPartition,
+)
 from kafka.errors import KafkaError
 
 from aiops.ingest.records import Message, Signal, WireFormat
 
+if TYPE_CHECKING:
+    from aiops.config import Settings
+
 log = logging.getLogger(__name__)
+
+
+def producer(bootstrap: str) -> KafkaProducer:
+    """The engine's producer: every write acknowledged by all replicas, and 1 MiB batches, since
+    dead letters come in bursts (:class:`~aiops.ingest.deadletter.KafkaDeadLetter`)."""
+    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=1 << 20)
 
 
 def partition_name(tp: TopicPartition) -> str:
@@ -82,16 +97,22 @@ class KafkaSource:
         self.consumer: KafkaConsumer | None = None
         self.on_assign, self.on_revoke = on_assign, on_revoke
 
+    @classmethod
+    def telemetry(cls, settings: Settings, **hooks: Any) -> KafkaSource:
+        """The configured telemetry topics, group and consumer options (``hooks``: ``on_assign``, ``on_revoke``)."""
+        s, topics = settings, settings.topic_signals()
+        return cls(s.kafka_bootstrap, s.kafka_group, topics, {t: s.topic_format(t) for t in topics},
+                   s.kafka_session_timeout_ms, s.kafka_max_poll_records, **hooks)  # fmt: skip
+
+    def _new_consumer(self) -> KafkaConsumer:
+        """Offsets are never auto-committed; a partition without any starts at its beginning."""
+        return KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False,
+                             auto_offset_reset="earliest", **self.options)  # fmt: skip
+
     def open(self, resume: dict[str, int] | None = None) -> None:
         """Join the group; partitions found in ``resume`` start at those offsets."""
         self.resume = dict(resume or {})
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=self.group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            **self.options,
-        )
+        self.consumer = self._new_consumer()
         self.consumer.subscribe(topics=sorted(self.topics), listener=_Listener(self))
 
     def poll(self, timeout_ms: int = 500) -> list[Message]:

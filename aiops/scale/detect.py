@@ -33,7 +33,7 @@ from kafka import KafkaProducer, TopicPartition
 from aiops.config import Settings
 from aiops.detect.models import load_blob, save_blob, versions
 from aiops.ingest.deadletter import KafkaDeadLetter
-from aiops.ingest.kafka import KafkaSource, partition_name
+from aiops.ingest.kafka import KafkaSource, partition_name, producer
 from aiops.ingest.records import Message
 from aiops.pipeline import Pipeline
 from aiops.scale.findings import FindingsWriter, encode, progress
@@ -119,12 +119,9 @@ class DetectWorker:
         s = self.settings
         self.topic_parts = ensure_topics(s.kafka_bootstrap, {s.kafka_topic_anomalies: s.kafka_internal_partitions,
                                                              s.kafka_topic_topology: s.kafka_internal_partitions})  # fmt: skip
-        self._producer = KafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=5, batch_size=1 << 20)
+        self._producer = producer(s.kafka_bootstrap)
         self._dead_letter = KafkaDeadLetter(self._producer, s.kafka_deadletter_topic)
-        topics = s.topic_signals()
-        self._source = KafkaSource(s.kafka_bootstrap, s.kafka_group, topics, {t: s.topic_format(t) for t in topics},
-                                   s.kafka_session_timeout_ms, s.kafka_max_poll_records,
-                                   on_assign=self._assigned, on_revoke=self._revoked)  # fmt: skip
+        self._source = KafkaSource.telemetry(s, on_assign=self._assigned, on_revoke=self._revoked)
         try:
             self._source.open()
             last = time.monotonic()

@@ -117,7 +117,7 @@ class FindingsWriter:
         self._sent_edges: dict[str, list[int]] = {}  # "caller\tcallee" -> [calls, errors] already sent
         self._sent_changes: set[str] = set()
         self._sent_services: set[str] = set()
-        self.watermark = 0  # the latest one sent
+        self._watermark = 0  # the latest one sent
         self.records: list[tuple[str, dict[str, Any]]] = []  # ("findings" | "topology", record): the owner drains
 
     def on_activity(self, activity: Activity, keys: list[str], may_open: bool = True) -> list[Incident]:
@@ -139,14 +139,14 @@ class FindingsWriter:
     def tick(self, watermark: int) -> list[Incident]:
         """The end of a batch: whatever it found becomes records."""
         changes = [[c.ts, c.service, c.kind, c.version, c.attributes] for c in self._new_changes()]
-        if self._opened or self._active or self._predictions or changes or watermark > self.watermark:
+        if self._opened or self._active or self._predictions or changes or watermark > self._watermark:
             self.records.append(("findings", {
                 "v": VERSION, "type": "findings", "partition": self.partition, "watermark": watermark,
                 "opened": self._opened, "active": list(self._active.values()), "predictions": self._predictions,
                 "changes": changes,
             }))  # fmt: skip
             self._opened, self._active, self._predictions = [], {}, []
-            self.watermark = max(self.watermark, watermark)
+            self._watermark = max(self._watermark, watermark)
         edges, services = self._edge_deltas(), sorted(self._own - self._sent_services)
         if edges or services:
             self.records.append(("topology", {"v": VERSION, "type": "topology", "partition": self.partition,
@@ -181,7 +181,7 @@ class FindingsWriter:
 
     def state(self) -> dict[str, Any]:
         return {"partition": self.partition, "sent_edges": self._sent_edges, "sent_changes": sorted(self._sent_changes),
-                "sent_services": sorted(self._sent_services), "watermark": self.watermark}  # fmt: skip
+                "sent_services": sorted(self._sent_services), "watermark": self._watermark}  # fmt: skip
 
     def load_state(self, state: dict[str, Any]) -> None:
         if not state:
@@ -190,7 +190,7 @@ class FindingsWriter:
         self._sent_edges = {k: list(v) for k, v in state["sent_edges"].items()}
         self._sent_changes = set(state["sent_changes"])
         self._sent_services = set(state["sent_services"])
-        self.watermark = int(state["watermark"])
+        self._watermark = int(state["watermark"])
 
 
 def encode(record: dict[str, Any]) -> bytes:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
@@ -78,15 +79,14 @@ class LeaderSource(KafkaSource):
     """
 
     def __init__(self, leadership: Leadership, bootstrap: str, group: str, topics: list[str],
-                 first: list[str] = (), **options: object) -> None:  # type: ignore[assignment]  # fmt: skip
+                 first: Iterable[str] = (), **options: object) -> None:  # fmt: skip
         super().__init__(bootstrap, group, dict.fromkeys(topics, "findings"), dict.fromkeys(topics, "native"),
                          **options)  # type: ignore[arg-type]  # fmt: skip
         self.leadership, self.first = leadership, set(first)
 
     def open(self, resume: dict[str, int] | None = None) -> None:
         self.resume = dict(resume or {})
-        self.consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False,
-                                      auto_offset_reset="earliest", **self.options)  # fmt: skip
+        self.consumer = self._new_consumer()
         parts = [TopicPartition(t, p) for t in sorted(self.topics) for p in sorted(self.consumer.partitions_for_topic(t) or ())]
         self.consumer.assign(parts)
         for tp in parts:

@@ -20,10 +20,10 @@ def _counts(admin: KafkaAdminClient, topics: list[str]) -> dict[str, int]:
 
 def partition_counts(bootstrap: str, topics: Iterable[str]) -> dict[str, int]:
     """How many partitions each topic has (0 for a topic that does not exist)."""
+    topics = list(topics)
     with KafkaAdminClient(bootstrap_servers=bootstrap, client_id="aiops-admin") as admin:
         existing = set(admin.list_topics())
-        return {t: n for t, n in _counts(admin, [t for t in topics if t in existing]).items()} | {
-            t: 0 for t in topics if t not in existing}  # fmt: skip
+        return dict.fromkeys(topics, 0) | _counts(admin, [t for t in topics if t in existing])
 
 
 def ensure_topics(bootstrap: str, wanted: dict[str, int]) -> dict[str, int]:
